@@ -1,0 +1,1 @@
+"""Shared helpers: atomic file IO, layered dataclass configs, results JSON."""

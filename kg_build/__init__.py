@@ -1,0 +1,1 @@
+"""Movie knowledge graph, entity linker and dialog-act labels (second pipeline stage)."""

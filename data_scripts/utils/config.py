@@ -108,20 +108,33 @@ def build_parser(cls: type, parser: argparse.ArgumentParser | None = None) -> ar
     return parser
 
 
-def parse_config(cls: type[T], argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> T:
-    """Parse ``argv`` into ``cls`` with precedence defaults < ``--config`` file < CLI flags."""
+def parse_config_with_args(
+    cls: type[T], argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None
+) -> tuple[T, dict[str, Any]]:
+    """Like :func:`parse_config`, for parsers with extra (e.g. positional) arguments.
+
+    Returns:
+        The config and a dict of the parsed values that are not config fields.
+    """
     parser = build_parser(cls, parser)
     ns = vars(parser.parse_args(argv))
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = {k: ns.pop(k) for k in list(ns) if k not in names and k != "config"}
     values: dict[str, Any] = {}
     cfg_path = ns.pop("config", None)
     if cfg_path:
         values.update(load_config_file(cfg_path))
     values.update(ns)
     try:
-        return from_dict(cls, values, source=cfg_path or "command line")
+        return from_dict(cls, values, source=cfg_path or "command line"), extra
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
         raise  # unreachable
+
+
+def parse_config(cls: type[T], argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> T:
+    """Parse ``argv`` into ``cls`` with precedence defaults < ``--config`` file < CLI flags."""
+    return parse_config_with_args(cls, argv, parser)[0]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -53,3 +53,14 @@ def test_help_lists_every_field_with_help():
 
 def test_to_dict_is_json_ready():
     assert to_dict(Cfg()) == {"lr": 1e-3, "epochs": 3, "device": "auto", "amp": False, "widths": [1, 2], "name": None}
+
+
+def test_positional_extras():
+    import argparse
+
+    from data_scripts.utils.config import parse_config_with_args
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("texts", nargs="*")
+    cfg, extra = parse_config_with_args(Cfg, ["hello", "world", "--epochs", "2"], parser)
+    assert cfg.epochs == 2 and extra == {"texts": ["hello", "world"]}

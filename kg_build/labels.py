@@ -767,6 +767,38 @@ def make_linker(kg: KnowledgeGraph) -> Linker:
     return EntityLinker.from_kg(kg)
 
 
+KG_HASH_KEY = "kg_entities_sha256"
+
+
+def kg_entities_sha256(kg_dir: str | Path) -> str:
+    """SHA-256 of ``entities.jsonl``: entity ids in labels are only valid for this exact KG."""
+    from data_scripts.utils.io import sha256_file
+
+    return sha256_file(Path(kg_dir) / "entities.jsonl")
+
+
+def check_labels_match_kg(labels_dir: str | Path, kg_dir: str | Path) -> None:
+    """Raise a clear error when ``labels_dir`` was built from another KG than ``kg_dir``.
+
+    Label folders without ``stats.json`` or without the recorded hash (hand-made fixtures, older
+    builds) cannot be checked and pass.
+
+    Raises:
+        ValueError: naming both folders and the command that rebuilds the labels.
+    """
+    from data_scripts.utils.io import read_json
+
+    stats = Path(labels_dir) / "stats.json"
+    if not stats.exists():
+        return
+    recorded = read_json(stats).get("timing", {}).get(KG_HASH_KEY)
+    if recorded is not None and recorded != kg_entities_sha256(kg_dir):
+        raise ValueError(
+            f"{labels_dir} was built from a different KG than {kg_dir} (entity ids would not match); "
+            f"rebuild them: python -m kg_build labels --kg {kg_dir} --out {labels_dir}"
+        )
+
+
 def run(cfg: LabelsConfig, linker_factory: Callable[[KnowledgeGraph], Linker] = make_linker) -> dict[str, dict]:
     """Label every split of ``cfg``; writes ``{out}/{split}.jsonl``, ``{out}/stats.json`` and ``cfg.results``."""
     kg = KnowledgeGraph.load(cfg.kg)
@@ -797,6 +829,7 @@ def run(cfg: LabelsConfig, linker_factory: Callable[[KnowledgeGraph], Linker] = 
         }
     total = {"linker_init_s": round(init_s, 2), "total_s": round(time.perf_counter() - t0, 2)}
     total["linker_fingerprint"] = fingerprint
+    total[KG_HASH_KEY] = kg_entities_sha256(cfg.kg)
     payload = {"splits": stats, "timing": total, "config": to_dict(cfg)}
     write_json(out / "stats.json", payload)
     print(stats_table(stats))

@@ -371,3 +371,21 @@ def test_bad_dialogue_names_file_and_line(tmp_path):
     bad.write_text('{"conv_id": "x", "turns": []}\n{"conv_id": "y", "turns": [{"role": "bot", "text": "hi"}]}\n')
     with pytest.raises(DataFormatError, match=r"test.jsonl:2: turn 0: 'role'"):
         load_dialogues(bad)
+
+
+def test_check_labels_match_kg(tmp_path):
+    import json
+
+    import pytest
+
+    from kg_build.labels import KG_HASH_KEY, check_labels_match_kg, kg_entities_sha256
+    from kg_build.schema import tiny_kg_for_tests
+
+    kg_dir, labels_dir = tmp_path / "kg", tmp_path / "labels"
+    tiny_kg_for_tests().save(kg_dir)
+    labels_dir.mkdir()
+    (labels_dir / "stats.json").write_text(json.dumps({"timing": {KG_HASH_KEY: kg_entities_sha256(kg_dir)}}))
+    check_labels_match_kg(labels_dir, kg_dir)  # same KG: fine
+    (labels_dir / "stats.json").write_text(json.dumps({"timing": {KG_HASH_KEY: "0" * 64}}))
+    with pytest.raises(ValueError, match="different KG"):
+        check_labels_match_kg(labels_dir, kg_dir)

@@ -1,0 +1,1 @@
+"""Graph-RL multi-round conversational recommendation policies (UNICORN, SCPR, EAR, CRM, rule baselines)."""

@@ -1,0 +1,163 @@
+"""Shared configuration and policy construction for the train / evaluate CLIs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from crwalker.policies.baselines import AbsGreedy, EARPolicy, MaxEntropy, Policy, SCPRPolicy
+from crwalker.policies.checkpoint import load_policy_meta, load_tensors
+from crwalker.policies.fm import FM, FMConfig
+from crwalker.policies.unicorn import UnicornPolicy, UnicornQNet
+from data_scripts.mcr import MCRData, load, load_canonical, load_transe
+from data_scripts.utils.config import field
+
+POLICIES = ("unicorn", "scpr", "ear", "crm", "max_entropy", "abs_greedy", "kgensam")
+DATASETS = ("lastfm", "lastfm_star", "movie")
+FM_POLICIES = {"scpr", "ear", "crm", "max_entropy", "abs_greedy"}
+PolicyName = Literal["unicorn", "scpr", "ear", "crm", "max_entropy", "abs_greedy", "kgensam"]
+
+
+@dataclasses.dataclass
+class MCRConfig:
+    """Train / evaluate a multi-round conversational recommendation policy."""
+
+    policy: PolicyName = field(
+        "unicorn", "Policy: unicorn, scpr, ear, crm, max_entropy, abs_greedy (kgensam: not yet)."
+    )
+    dataset: str = field("lastfm", "Dataset: lastfm, lastfm_star or movie (see --movie-dir).")
+    data_root: str = field("../shared/datasets/mcr", "Folder holding <dataset>/ in the LastFM layout.")
+    movie_dir: str = field("data/mcr/movie", "Canonical Movie MCR folder (python -m crwalker.policies.movie_data).")
+    run_dir: str = field("", "Checkpoint/log folder; default runs/mcr/<dataset>/<policy>.")
+    device: str = field("auto", "auto, cpu or cuda.")
+    threads: int = field(1, "torch.set_num_threads (the machine is shared).")
+    seed: int = field(0, "Seed for training sampling and the user simulator.")
+    max_turn: int = field(15, "T: maximum number of turns.")
+    topk: int = field(10, "K: length of a recommendation list.")
+    # FM recommender (EAR/SCPR/CRM/Max Entropy/Abs Greedy)
+    fm_dim: int = field(64, "FM embedding size.")
+    fm_epochs: int = field(30, "FM BPR epochs.")
+    fm_lr: float = field(1e-2, "FM Adam learning rate.")
+    fm_dir: str = field("", "FM checkpoint folder shared by the FM policies; default runs/mcr/<dataset>/fm.")
+    # RL training
+    episodes: int = field(10000, "RL training episodes (UNICORN: 10,000).")
+    max_minutes: float = field(0.0, "Stop RL training after this many minutes (0 = no limit); resume continues.")
+    pretrain_episodes: int = field(500, "EAR/CRM: episodes imitating Max Entropy before REINFORCE.")
+    lr: float = field(1e-4, "UNICORN/SCPR Adam learning rate.")
+    l2: float = field(1e-6, "UNICORN/SCPR L2 (weight decay).")
+    gamma: float = field(0.999, "UNICORN/SCPR discount.")
+    ear_lr: float = field(1e-3, "EAR/CRM policy-gradient learning rate.")
+    ear_gamma: float = field(0.7, "EAR/CRM discount.")
+    batch_size: int = field(128, "DQN batch size.")
+    buffer: int = field(50000, "Replay buffer size.")
+    tau: float = field(0.01, "Soft target update rate.")
+    eps_start: float = field(0.5, "ε-greedy start.")
+    eps_end: float = field(0.05, "ε-greedy end.")
+    eps_decay_episodes: int = field(5000, "Episodes over which ε decays linearly.")
+    # UNICORN model
+    dim: int = field(64, "Graph embedding size.")
+    hidden: int = field(100, "Q-network hidden size.")
+    k_v: int = field(10, "K_v: item actions.")
+    k_p: int = field(10, "K_p: attribute actions.")
+    graph_items: int = field(20, "Cap on candidate-item nodes in the dynamic graph (0 = all; CPU speed).")
+    graph_attrs: int = field(20, "Cap on candidate-attribute nodes in the dynamic graph (0 = all).")
+    embeddings: str = field("transe", "UNICORN init: transe (pretrain on train split), released (lastfm npz), random.")
+    transe_epochs: int = field(50, "TransE pretraining epochs.")
+    checkpoint_every: int = field(100, "Episodes between checkpoints.")
+    resume: bool = field(False, "Continue from run_dir/policy.safetensors if present.")
+    # evaluation
+    split: str = field("test", "Evaluation split.")
+    limit: int = field(0, "Evaluate on a seeded random subset of this many sessions (0 = all).")
+    results: str = field("results/mcr.json", "Results file updated by evaluate.")
+
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs/mcr") / self.dataset / self.policy
+
+    def fm_path(self) -> Path:
+        return Path(self.fm_dir) if self.fm_dir else Path("runs/mcr") / self.dataset / "fm"
+
+    def fm_config(self) -> FMConfig:
+        return FMConfig(dim=self.fm_dim, epochs=self.fm_epochs, lr=self.fm_lr, seed=self.seed)
+
+
+def check_supported(cfg: MCRConfig) -> None:
+    if cfg.policy == "kgensam":
+        raise SystemExit("kgensam is not implemented yet (see docs/policies.md, 'Plan').")
+
+
+def load_data(cfg: MCRConfig) -> MCRData:
+    """LastFM/LastFM* from the raw folder; ``movie`` from ``--movie-dir`` (built by ``crwalker.policies.movie_data``)."""
+    if cfg.dataset == "movie":
+        folder = Path(cfg.movie_dir)
+        if not (folder / "meta.json").exists():
+            raise SystemExit(f"{folder}/meta.json not found: build it with `python -m crwalker.policies.movie_data`")
+        return load_canonical(folder)
+    return load(cfg.dataset, cfg.data_root)
+
+
+def unicorn_init(cfg: MCRConfig, data: MCRData, run: Path) -> np.ndarray | None:
+    """Initial node embeddings for UNICORN (users, items, attributes)."""
+    if cfg.embeddings == "random":
+        return None
+    if cfg.embeddings == "released":
+        e = load_transe(Path(cfg.data_root) / cfg.dataset / "transe_embeddings.npz", data)
+        return np.concatenate([e["user"], e["item"], e["attr"]])
+    if cfg.embeddings == "transe":
+        from safetensors.numpy import load_file
+
+        path = run / "transe.safetensors"
+        if path.exists():
+            return load_file(str(path))["emb"]
+        raise FileNotFoundError(f"{path}: TransE embeddings missing; run train (it pretrains them)")
+    raise SystemExit(f"unknown --embeddings {cfg.embeddings!r}; use transe, released or random")
+
+
+def make_unicorn(cfg: MCRConfig, data: MCRData, init: np.ndarray | None, device: str) -> UnicornPolicy:
+    n_nodes = data.n_users + data.n_items + data.n_attrs
+    net = UnicornQNet(n_nodes, cfg.dim, cfg.hidden, init=init).to(device)
+    return UnicornPolicy(net, data.n_users, cfg.topk, cfg.k_v, cfg.k_p, cfg.graph_items, cfg.graph_attrs, device)
+
+
+def build_policy(cfg: MCRConfig, data: MCRData, fm: FM | None, device: str) -> Policy:
+    """A fresh (untrained) policy object."""
+    if cfg.policy == "abs_greedy":
+        return AbsGreedy(fm, cfg.topk)
+    if cfg.policy == "max_entropy":
+        return MaxEntropy(fm, cfg.topk, cfg.seed)
+    if cfg.policy in ("ear", "crm"):
+        return EARPolicy(fm, data.n_attrs, cfg.max_turn, cfg.topk, kind=cfg.policy)
+    if cfg.policy == "scpr":
+        return SCPRPolicy(fm, cfg.max_turn, cfg.topk)
+    if cfg.policy == "unicorn":
+        return make_unicorn(cfg, data, None, device)
+    raise SystemExit(f"unsupported policy {cfg.policy!r}")
+
+
+def policy_module(policy: Policy) -> torch.nn.Module | None:
+    if isinstance(policy, EARPolicy):
+        return policy.net
+    if isinstance(policy, SCPRPolicy):
+        return policy.q
+    if isinstance(policy, UnicornPolicy):
+        return policy.net
+    return None
+
+
+def load_trained(cfg: MCRConfig, data: MCRData, device: str) -> tuple[Policy, dict]:
+    """Rebuild a trained policy from its run folder; returns (policy, policy.json meta)."""
+    run = cfg.run_path()
+    meta = load_policy_meta(run) if (run / "policy.json").exists() else {}
+    if cfg.policy in FM_POLICIES and not (cfg.fm_path() / "fm.safetensors").exists():
+        raise FileNotFoundError(f"{cfg.fm_path()}/fm.safetensors missing: run crwalker.policies.train for {cfg.policy}")
+    fm = FM.load(cfg.fm_path()) if cfg.policy in FM_POLICIES else None
+    policy = build_policy(cfg, data, fm, device)
+    mod = policy_module(policy)
+    if mod is not None:
+        t = load_tensors(run / "policy.safetensors", device)
+        mod.load_state_dict({k[len("net.") :]: v for k, v in t.items() if k.startswith("net.")})
+        mod.eval()
+    return policy, meta

@@ -1,0 +1,107 @@
+"""UNICORN components (Eq. 4-13, 17-19) on the toy fixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crwalker.policies.baselines import run_sessions
+from crwalker.policies.env import MCREnv
+from crwalker.policies.rl import PrioritizedReplay, Transition, double_dqn_targets, soft_update
+from crwalker.policies.unicorn import (
+    GraphBatch,
+    UnicornPolicy,
+    UnicornQNet,
+    build_graph,
+    preference_scores,
+    train_unicorn,
+    weighted_entropy,
+)
+
+U, NI, A = 3, 6, 4
+
+
+@pytest.fixture
+def emb():
+    return np.random.default_rng(0).normal(size=(U + NI + A, 8)).astype(np.float32)
+
+
+def test_preference_and_weighted_entropy(toy, emb):
+    env = MCREnv(toy)
+    st = env.reset(0, 3, session_id=0)
+    items = np.flatnonzero(st.cand_items)
+    acc = [U + NI + p for p in st.accepted]
+    w = preference_scores(emb, 0, acc, U + items)
+    q = emb[0] + emb[acc].sum(0)
+    assert w == pytest.approx(1 / (1 + np.exp(-(emb[U + items] @ q))), rel=1e-5)
+    went = weighted_entropy(env, items, w)
+    m = toy.item_attr_matrix()
+    for p in range(A):
+        prob = w[m[items, p]].sum() / w.sum()
+        expect = 0.0 if prob == 0 else -prob * np.log2(prob)
+        assert went[p] == pytest.approx(expect, abs=1e-6)
+
+
+def test_dynamic_graph_structure(toy, emb):
+    env = MCREnv(toy)
+    st = env.reset(0, 3, session_id=0)
+    g = build_graph(env, st, emb, U, k_v=2, k_p=2, graph_items=0, graph_attrs=0)
+    assert g.nodes[0] == 0  # the user
+    items = set(np.flatnonzero(st.cand_items) + U)
+    assert items <= set(g.nodes.tolist())
+    assert g.n_item_actions == min(2, len(items))
+    src, dst = g.edge_index
+    # user-item edges carry w_v, item-attribute and user-accepted-attribute edges weight 1
+    ui = (src == 0) & np.isin(g.nodes[dst], list(items))
+    assert np.all((g.edge_weight[ui] > 0) & (g.edge_weight[ui] < 1))
+    assert np.all(g.edge_weight[~ui] == 1.0)
+    assert [int(g.nodes[a]) - U - NI for a in g.accepted] == st.accepted
+
+
+def test_qnet_masks_padding_and_batches(toy, emb):
+    env = MCREnv(toy)
+    net = UnicornQNet(U + NI + A, 8, 16, init=emb)
+    gs = []
+    for sid, (u, v) in enumerate(toy.splits["train"]):
+        st = env.reset(int(u), int(v), session_id=sid)
+        gs.append(build_graph(env, st, emb, U, 2, 2, 0, 0))
+    b = GraphBatch.collate(gs)
+    q = net(b)
+    assert q.shape[0] == len(gs)
+    assert torch.isinf(q[~b.action_mask]).all() and torch.isfinite(q[b.action_mask]).all()
+    single = net(GraphBatch.collate(gs[:1]))
+    assert torch.allclose(single[0, : len(gs[0].actions)], q[0, : len(gs[0].actions)], atol=1e-5)
+
+
+def test_replay_dqn_helpers():
+    mem = PrioritizedReplay(3, seed=0)
+    for i in range(5):
+        mem.push(Transition(i, 0, 0.0, None, True))
+    assert len(mem) == 3 and {t.state for t in mem.data} == {2, 3, 4}
+    mem.update(np.array([0, 1, 2]), np.array([0.0, 0.0, 10.0]))
+    batch, idx, w = mem.sample(50)
+    assert (idx == 2).mean() > 0.9 and w.max() == pytest.approx(1.0)
+    y = double_dqn_targets(
+        torch.tensor([1.0, 0.5]),
+        torch.tensor([False, True]),
+        torch.tensor([[1.0, 3.0], [0.0, 0.0]]),
+        torch.tensor([[10.0, 20.0], [5.0, 5.0]]),
+        torch.tensor([[True, True], [True, True]]),
+        0.9,
+    )
+    assert y.tolist() == pytest.approx([1.0 + 0.9 * 20.0, 0.5])
+    a, b = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        a.weight.fill_(0.0), b.weight.fill_(1.0)
+    soft_update(a, b, 0.01)
+    assert float(a.weight.detach()) == pytest.approx(0.01)
+
+
+def test_training_and_inference_run(toy, emb):
+    env = MCREnv(toy, topk=2)
+    pol = UnicornPolicy(UnicornQNet(U + NI + A, 8, 16, init=emb), U, topk=2, k_v=2, k_p=2, graph_items=0, graph_attrs=0)
+    st = train_unicorn(pol, env, toy.splits["train"], episodes=4, batch_size=4)
+    assert st["episodes_run"] == 4 and st["updates"] > 0
+    res = run_sessions(env, pol, toy.splits["test"], progress=False)
+    assert len(res) == 3 and all(1 <= r.turn <= 15 for r in res)

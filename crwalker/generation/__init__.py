@@ -1,0 +1,1 @@
+"""Act-conditioned response generation (CR-Walker §3.5) and its evaluation; see ``docs/generation.md``."""

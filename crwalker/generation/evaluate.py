@@ -1,0 +1,275 @@
+"""Evaluate reply generation (CR-Walker Table 3 style) and write ``results/generation.json``.
+
+Rows (all on the same test turns):
+
+* ``gold_act`` -- the act-conditioned generator fed the gold acts of ``{labels_dir}/{split}.jsonl``;
+* ``end_to_end`` -- the same model fed the walker's predicted acts (``--predicted-acts``: JSONL with
+  ``{"conv_id", "turn_idx", "act_text"}`` as written by the walker's evaluation); turns without a
+  prediction are skipped and counted;
+* ``no_act`` -- the same model family trained without acts (``--noact-checkpoint``), the paper's
+  "GPT-2" baseline.
+
+Each row: ``BLEU`` (CR-Walker sentence BLEU averaged over turns), ``sacreBLEU`` (corpus), ``Dist-2``,
+``Dist-3`` (corpus-level as CR-Walker), ``Dist-2_sent``, ``Dist-3_sent`` (sentence-level), ``KF1``,
+``KP``, ``KR`` (knowledge over generic classes, micro), ``PPL`` (of the gold target under the model;
+with acts the target is the delexicalised reply, without acts the reply with titles -- so PPLs of
+act and no-act rows are not directly comparable), ``n``. BLEU/Dist/K* are percentages.
+
+``results/generation.json``::
+
+    {"rows": {"gold_act": {...}, "end_to_end": {...}, "no_act": {...}},
+     "backends": {"<name>": {gold-act metrics..., "p95_s", "first_token_p95_s", "train_minutes"}},
+     "default_backend": "<name>",
+     "movie_consistency": {"gold_act": {...}, "end_to_end": {...}, "gold_act_model_only": {...}},
+     "split", "n_turns", "skipped_no_prediction", "git_commit", "config", "data_sha256"}
+
+Per-turn replies go to ``{replies_dir}/{row}__{backend}.jsonl``: ``{"conv_id", "turn_idx", "intent",
+"act_text", "prompt", "raw", "reply", "gold"}``.
+
+Example::
+
+    python -m crwalker.generation.evaluate --backends smollm2_lora=runs/generation/smollm2_lora/best \\
+        --noact-checkpoint runs/generation/smollm2_lora_noact/best \\
+        --predicted-acts runs/walker/test_predictions.jsonl
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_scripts.utils.config import field, parse_config, to_dict
+from data_scripts.utils.io import write_jsonl
+from data_scripts.utils.results import format_table, write_results
+from kg_build.schema import KnowledgeGraph
+
+from . import metrics as M
+from .bench import time_reply
+from .data import GenExample, build_examples, collate, encode_pair, load_dialogues, load_predicted_acts
+from .linking import ClassLinker, ProjectClassLinker
+from .model import ActConditionedGenerator, resolve_device
+from .placeholders import TitleFinder, fill_placeholders
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate act-conditioned reply generation."""
+
+    dialogues_dir: str = field("data/redial", "Folder with canonical {split}.jsonl dialogues.")
+    labels_dir: str = field("data/labels", "Folder with {split}.jsonl act labels.")
+    kg_dir: str = field("data/kg", "KG folder.")
+    split: str = field("test", "Split to evaluate.")
+    backends: list[str] = field([], "Act-conditioned checkpoints as name=folder (first = default backend).")
+    noact_checkpoint: str = field("", "Checkpoint trained without acts (no_act row); '' = skip the row.")
+    predicted_acts: str = field(
+        "runs/walker/eval_test_turns.jsonl",
+        "Walker per-turn predictions JSONL (conv_id, turn_idx, act_text or pred.act_text); '' or missing = skip.",
+    )
+    linker: str = field("project", "Class linker for KF1: project (kg_build.linker.EntityLinker) or simple.")
+    int8: bool = field(False, "CPU: evaluate/time int8-quantised models (LoRA merged first).")
+    limit: int = field(0, "Evaluate only the first N turns (0 = all).")
+    batch_size: int = field(16, "Generation / scoring batch size.")
+    max_new_tokens: int = field(50, "Max new tokens per reply.")
+    top_p: float = field(0.9, "Nucleus sampling p.")
+    complete: bool = field(True, "Append recommend-act movies the reply did not name.")
+    latency_runs: int = field(20, "Streamed replies timed per backend (0 = skip latency).")
+    latency_tokens: int = field(40, "Tokens per timed reply.")
+    seed: int = field(42, "Random seed.")
+    device: str = field("auto", "auto | cpu | cuda | mps.")
+    threads: int = field(0, "torch.set_num_threads (0 = leave).")
+    out: str = field("results/generation.json", "Results JSON.")
+    replies_dir: str = field("runs/generation/eval", "Per-turn replies JSONL folder.")
+
+
+def _pct(x: float) -> float:
+    return 100.0 * x
+
+
+@torch.inference_mode()
+def score_ppl(gen: ActConditionedGenerator, examples: list[GenExample], batch_size: int) -> float:
+    """Perplexity of the gold targets given the prompts (pooled over reply tokens, EOS included)."""
+    gen.model.eval()
+    nll, n = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        pairs = [encode_pair(gen.tokenizer, gen.prompt_for(e), e.target(gen.use_act)) for e in chunk]
+        s, c = gen.nll(collate(pairs, gen.tokenizer.pad_token_id))
+        nll += float(s)
+        n += int(c)
+    return M.perplexity(nll, n)
+
+
+def run_row(
+    gen: ActConditionedGenerator, examples: list[GenExample], cfg: EvalConfig, finder: TitleFinder, linker, desc: str
+) -> tuple[dict, list[dict]]:
+    """Generate replies for ``examples`` and compute the row's metrics; returns ``(metrics, per-turn rows)``."""
+    outs: list[tuple[str, str]] = []
+    for i in tqdm(range(0, len(examples), cfg.batch_size), desc=desc, dynamic_ncols=True):
+        outs += gen.generate(
+            examples[i : i + cfg.batch_size],
+            finder=finder,
+            complete=cfg.complete,
+            max_new_tokens=cfg.max_new_tokens,
+            top_p=cfg.top_p,
+        )
+    hyps = [f for _, f in outs]
+    refs = [e.reply_text for e in examples]
+    if hasattr(linker, "prepare"):
+        linker.prepare(hyps + refs)
+    k = M.knowledge_prf(hyps, refs, linker)
+    row = {
+        "BLEU": _pct(M.bleu_crwalker(hyps, refs)),
+        "sacreBLEU": _pct(M.corpus_sacrebleu(hyps, refs)),
+        "Dist-2": _pct(M.distinct_corpus(hyps, 2)),
+        "Dist-3": _pct(M.distinct_corpus(hyps, 3)),
+        "Dist-2_sent": _pct(M.distinct_sentence(hyps, 2)),
+        "Dist-3_sent": _pct(M.distinct_sentence(hyps, 3)),
+        "KF1": _pct(k["f1"]),
+        "KP": _pct(k["precision"]),
+        "KR": _pct(k["recall"]),
+        "PPL": score_ppl(gen, examples, cfg.batch_size),
+        "n": len(examples),
+    }
+    turns = [
+        {
+            "conv_id": e.conv_id,
+            "turn_idx": e.turn_idx,
+            "intent": e.intent,
+            "act_text": e.act_text,
+            "prompt": gen.prompt_for(e),
+            "raw": raw,
+            "reply": fin,
+            "gold": e.reply_text,
+        }
+        for e, (raw, fin) in zip(examples, outs, strict=True)
+    ]
+    return row, turns
+
+
+def consistency(turns: list[dict], examples: list[GenExample], finder: TitleFinder, kg, model_only: bool) -> dict:
+    """:func:`metrics.movie_consistency` of the final replies (or of the model's own fill, no completion)."""
+    replies = [
+        fill_placeholders(t["raw"], e.titles, e.intent, complete=False) if model_only else t["reply"]
+        for t, e in zip(turns, examples, strict=True)
+    ]
+    return M.movie_consistency(
+        replies,
+        [e.titles for e in examples],
+        [e.intent == "recommend" for e in examples],
+        finder.find,
+        allowed_movies=[[kg.entities[m].name for m in e.context_movie_ids] for e in examples],
+    )
+
+
+def latency(gen: ActConditionedGenerator, examples: list[GenExample], cfg: EvalConfig) -> dict:
+    """p95 total / first-piece seconds of streamed replies of ``latency_tokens`` tokens (first 2 untimed)."""
+    if cfg.latency_runs <= 0 or not examples:
+        return {}
+    totals, firsts = [], []
+    for i in range(cfg.latency_runs + 2):
+        e = examples[i % len(examples)]
+        tot, first = time_reply(
+            gen, (e.context, e.act_text if gen.use_act else None, e.titles, e.intent), cfg.latency_tokens, {}
+        )
+        if i >= 2:
+            totals.append(tot)
+            firsts.append(first)
+    return {"p95_s": float(np.percentile(totals, 95)), "first_token_p95_s": float(np.percentile(firsts, 95))}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(EvalConfig, argv)
+    if not cfg.backends:
+        raise SystemExit("give at least one act-conditioned checkpoint: --backends name=folder")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    kg = KnowledgeGraph.load(cfg.kg_dir)
+    dlg_path, lab_path = Path(cfg.dialogues_dir) / f"{cfg.split}.jsonl", Path(cfg.labels_dir) / f"{cfg.split}.jsonl"
+    examples = build_examples(load_dialogues(dlg_path), lab_path, kg, limit=cfg.limit or None)
+    finder = TitleFinder(kg)
+    linker = ProjectClassLinker(kg) if cfg.linker == "project" else ClassLinker(kg)
+    replies_dir = Path(cfg.replies_dir)
+
+    rows: dict[str, dict] = {}
+    backends: dict[str, dict] = {}
+    cons: dict[str, dict] = {}
+    skipped = 0
+    default = cfg.backends[0].split("=", 1)[0]
+    for spec in cfg.backends:
+        if "=" not in spec:
+            raise SystemExit(f"--backends entries must be name=folder, got {spec!r}")
+        name, path = spec.split("=", 1)
+        torch.manual_seed(cfg.seed)
+        gen = ActConditionedGenerator.load(path, device)
+        if cfg.int8:
+            gen = gen.quantize_int8()
+        if not gen.use_act:
+            raise SystemExit(f"{path} was trained without acts; pass it as --noact-checkpoint")
+        row, turns = run_row(gen, examples, cfg, finder, linker, f"gold_act/{name}")
+        write_jsonl(replies_dir / f"gold_act__{name}.jsonl", turns)
+        backends[name] = {
+            **row,
+            **latency(gen, examples, cfg),
+            "train_minutes": gen.meta.get("train", {}).get("train_minutes"),
+        }
+        if name == default:
+            rows["gold_act"] = row
+            cons["gold_act"] = consistency(turns, examples, finder, kg, model_only=False)
+            cons["gold_act_model_only"] = consistency(turns, examples, finder, kg, model_only=True)
+            if cfg.predicted_acts and not Path(cfg.predicted_acts).exists():
+                print(f"{cfg.predicted_acts} not found: end_to_end row skipped (run crwalker.evaluate first)")
+            elif cfg.predicted_acts:
+                preds = load_predicted_acts(cfg.predicted_acts)
+                e2e = [
+                    e.with_act(preds[(e.conv_id, e.turn_idx)], kg) for e in examples if (e.conv_id, e.turn_idx) in preds
+                ]
+                skipped = len(examples) - len(e2e)
+                if e2e:
+                    torch.manual_seed(cfg.seed)
+                    rows["end_to_end"], turns = run_row(gen, e2e, cfg, finder, linker, "end_to_end")
+                    write_jsonl(replies_dir / f"end_to_end__{name}.jsonl", turns)
+                    cons["end_to_end"] = consistency(turns, e2e, finder, kg, model_only=False)
+        del gen
+    if cfg.noact_checkpoint:
+        torch.manual_seed(cfg.seed)
+        gen = ActConditionedGenerator.load(cfg.noact_checkpoint, device)
+        if cfg.int8:
+            gen = gen.quantize_int8()
+        rows["no_act"], turns = run_row(gen, examples, cfg, finder, linker, "no_act")
+        write_jsonl(replies_dir / f"no_act__{Path(cfg.noact_checkpoint).parent.name}.jsonl", turns)
+
+    cols = ["row", "BLEU", "sacreBLEU", "Dist-2", "Dist-3", "KF1", "PPL", "n"]
+    print(format_table([{"row": k, **v} for k, v in rows.items()], cols))
+    print(format_table([{"row": k, **v} for k, v in backends.items()], cols + ["p95_s", "first_token_p95_s"]))
+    payload = {
+        "rows": rows,
+        "backends": backends,
+        "default_backend": default,
+        "movie_consistency": cons,
+        "split": cfg.split,
+        "n_turns": len(examples),
+        "skipped_no_prediction": skipped,
+    }
+    data_files = [dlg_path, lab_path] + ([cfg.predicted_acts] if "end_to_end" in rows else [])
+    return write_results(cfg.out, _finite(payload), config=to_dict(cfg), data_files=data_files)
+
+
+def _finite(obj):
+    """Replace NaN/inf (not valid JSON) by None, recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+if __name__ == "__main__":
+    main()

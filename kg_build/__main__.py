@@ -6,8 +6,9 @@ Commands: ``build`` (movie KG), ``labels`` (dialog-act labels for every split),
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from data_scripts.utils.cli import dispatch
 
 COMMANDS = {
     "build": ("kg_build.build", "build the movie KG from ../shared/datasets -> data/kg/"),
@@ -18,17 +19,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
-        print(__doc__.strip())
-        for name, (_, text) in COMMANDS.items():
-            print(f"  {name:14s} {text}")
-        if argv and argv[0] not in {"-h", "--help"}:
-            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
-            return 2
-        return 0 if argv else 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    return dispatch(__doc__, COMMANDS, argv)
 
 
 if __name__ == "__main__":

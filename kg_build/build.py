@@ -439,12 +439,12 @@ def build_kg(cfg: BuildConfig) -> BuildResult:
     dbp = src.load_dbpedia(root, redial_ids)
     ml_linkers = {
         "ml-latest-small": MovieLensLinker(
-            src.load_movielens_small(root / src.ML_SMALL_MOVIES, root / src.ML_SMALL_LINKS),
+            src.load_movielens_small((root / src.ML_SMALL_MOVIES).parent),
             cfg.fuzzy_threshold,
             cfg.fuzzy_year_window,
         ),
         "ml-100k": MovieLensLinker(
-            src.load_movielens_100k(root / src.ML_100K_ITEMS), cfg.fuzzy_threshold, cfg.fuzzy_year_window
+            src.load_movielens_100k((root / src.ML_100K_ITEMS).parent), cfg.fuzzy_threshold, cfg.fuzzy_year_window
         ),
     }
 

@@ -18,7 +18,6 @@ Sources (paths relative to the datasets root, see its README):
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import re
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote
 
+from data_scripts import movielens
 from data_scripts.titles import normalize_text, split_title_year, unsuffix_article
 from data_scripts.utils.io import DataFormatError, read_json
 
@@ -49,29 +49,6 @@ ALL_SOURCES: tuple[str, ...] = (
     ML_SMALL_MOVIES,
     ML_SMALL_LINKS,
     ML_100K_ITEMS,
-)
-
-#: The 19 genre flags of ``ml-100k/u.item`` in file order (see ``u.genre``).
-ML100K_GENRES: tuple[str, ...] = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
 )
 
 _DISAMBIG_RE = re.compile(r"\s*\([^()]*\)\s*$")
@@ -288,66 +265,20 @@ def split_movielens_title(raw: str) -> tuple[str, tuple[str, ...], int | None]:
     return unsuffix_article(title), tuple(alts), year
 
 
-def load_movielens_small(movies_path: Path, links_path: Path) -> list[MovieLensMovie]:
-    """Read ``ml-latest-small/movies.csv`` (+ ``links.csv`` for IMDb ids)."""
-    imdb: dict[int, str] = {}
-    if links_path.exists():
-        with open(links_path, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:2]] != ["movieId", "imdbId"]:
-                raise DataFormatError(links_path, 1, f"expected header movieId,imdbId,tmdbId, got {header}")
-            for row in reader:
-                if not row:
-                    continue
-                try:
-                    imdb[int(row[0])] = f"tt{int(row[1]):07d}"
-                except (ValueError, IndexError) as exc:
-                    raise DataFormatError(links_path, reader.line_num, f"bad row {row}") from exc
-    if not movies_path.exists():
-        raise FileNotFoundError(f"{movies_path}: MovieLens movies.csv not found")
+def _from_movielens(source: str, movies) -> list[MovieLensMovie]:
+    """Adapt :class:`data_scripts.movielens.Movie` records (alternative titles split off the title)."""
     out = []
-    with open(movies_path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["movieId", "title", "genres"]:
-            raise DataFormatError(movies_path, 1, f"expected header movieId,title,genres, got {header}")
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != 3:
-                raise DataFormatError(movies_path, reader.line_num, f"expected 3 columns, got {len(row)}")
-            try:
-                mid = int(row[0])
-            except ValueError as exc:
-                raise DataFormatError(movies_path, reader.line_num, f"non-integer movieId {row[0]!r}") from exc
-            title, alts, year = split_movielens_title(row[1])
-            genres = tuple(g for g in row[2].split("|") if g and g != "(no genres listed)")
-            out.append(MovieLensMovie("ml-latest-small", mid, title, alts, year, genres, imdb.get(mid)))
+    for m in movies:
+        title, alts, year = split_movielens_title(m.title_raw)
+        out.append(MovieLensMovie(source, m.item_id, title, alts, year, m.genres, m.imdb_id))
     return out
 
 
-def load_movielens_100k(path: Path) -> list[MovieLensMovie]:
-    """Read ``ml-100k/u.item`` (``|``-separated, latin-1, 5 fields + 19 genre flags)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: MovieLens 100K u.item not found")
-    out = []
-    with open(path, encoding="latin-1") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            parts = line.split("|")
-            if len(parts) != 5 + len(ML100K_GENRES):
-                raise DataFormatError(
-                    path, lineno, f"expected {5 + len(ML100K_GENRES)} '|'-separated fields, got {len(parts)}"
-                )
-            try:
-                mid = int(parts[0])
-                flags = [int(x) for x in parts[5:]]
-            except ValueError as exc:
-                raise DataFormatError(path, lineno, "non-integer movie id or genre flag") from exc
-            title, alts, year = split_movielens_title(parts[1])
-            genres = tuple(g for g, f in zip(ML100K_GENRES, flags, strict=True) if f and g != "unknown")
-            out.append(MovieLensMovie("ml-100k", mid, title, alts, year, genres, None))
-    return out
+def load_movielens_small(folder: Path) -> list[MovieLensMovie]:
+    """``ml-latest-small/movies.csv`` (+ ``links.csv`` for IMDb ids) via :mod:`data_scripts.movielens`."""
+    return _from_movielens("ml-latest-small", movielens.load_latest_movies(folder))
+
+
+def load_movielens_100k(folder: Path) -> list[MovieLensMovie]:
+    """``ml-100k/u.item`` via :mod:`data_scripts.movielens` (year from the title, as ml-latest)."""
+    return _from_movielens("ml-100k", movielens.load_ml100k_movies(folder))

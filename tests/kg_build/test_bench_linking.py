@@ -132,3 +132,69 @@ def test_main_end_to_end(tmp_path, kg):
     assert res["movie_precision"] == 1.0 and res["movie_recall"] == 1.0
     assert set(res["handlabelled"]) == {"movie", "person", "genre", "time"}
     assert res["handlabelled"]["person"]["recall"] == 1.0
+
+
+def _kg_with_duplicates():
+    from kg_build.schema import Entity, KnowledgeGraph
+
+    tiny = tiny_kg_for_tests()
+    ents = list(tiny.entities)
+    for name, rid, year in [
+        ("American Pie", 4001, None),
+        ("American Pie (1999)", 4002, 1999),
+        ("Halloween (1978)", 4003, 1978),
+        ("Halloween (2007)", 4004, 2007),
+    ]:
+        ents.append(Entity(len(ents), name, "movie", ("Movie",), (), rid, year))
+    return KnowledgeGraph(ents, tiny.relations, tiny.edge_index.copy(), tiny.edge_type.copy())
+
+
+def test_same_film_levels():
+    kg = _kg_with_duplicates()
+    by_name = {e.name: e.id for e in kg.entities}
+    pie, pie99 = by_name["American Pie"], by_name["American Pie (1999)"]
+    h78, h07 = by_name["Halloween (1978)"], by_name["Halloween (2007)"]
+    assert bl.same_film(kg, pie, pie, "strict") and not bl.same_film(kg, pie, pie99, "strict")
+    assert bl.same_film(kg, pie, pie99, "duplicate") and bl.same_film(kg, pie99, pie, "duplicate")
+    assert not bl.same_film(kg, h78, h07, "duplicate")  # a remake is another film
+    assert bl.same_film(kg, h78, h07, "title")
+    assert not bl.same_film(kg, h78, pie, "title")
+    turns = [bl.TypedTurn("american pie and halloween", ((0, 12, pie99), (17, 26, h78)), 0)]
+    preds = [[LinkedSpan(0, 12, "american pie", pie, 1.0, "ruler"), LinkedSpan(17, 26, "halloween", h07, 1.0, "ruler")]]
+    assert bl.score_movies(kg, turns, preds, level="strict")[:3] == (0, 2, 2)
+    assert bl.score_movies(kg, turns, preds, level="duplicate")[:3] == (1, 2, 2)
+    assert bl.score_movies(kg, turns, preds, level="title")[:3] == (2, 2, 2)
+    with pytest.raises(ValueError, match="level"):
+        bl.score_movies(kg, turns, preds, level="loose")
+
+
+def test_typed_turn_baseline_and_pieces(kg):
+    turns = bl.build_typed_turns(kg, read_jsonl(FIX / "test.jsonl"), typo_share=0.0, typo_min_letters=5, seed=0)
+    t = turns[0]
+    assert t.raw == "Hi! I loved @1001 and @1004."
+    assert t.baseline == f"Hi! I loved {bl.PLACEHOLDER} and {bl.PLACEHOLDER}."
+    for ts, bs, n in t.pieces:  # the shared text is identical in both
+        assert t.text[ts : ts + n] == t.baseline[bs : bs + n]
+    assert "".join(t.text[ts : ts + n] for ts, _, n in t.pieces) == "Hi! I loved  and ."
+
+
+def test_unlabelled_plain_mentions_hand_computed(kg):
+    by_name = {e.name: e.id for e in kg.entities}
+    term, alien = by_name["The Terminator (1984)"], by_name["Alien (1979)"]
+    raw = "I loved Alien and @1001"
+    text = "I loved Alien and the terminator"
+    base_text = f"I loved Alien and {bl.PLACEHOLDER}"
+    turn = bl.TypedTurn(text, ((18, 32, term),), 0, raw, base_text, ((0, 0, 18), (32, len(base_text), 0)))
+    alien_span = LinkedSpan(8, 13, "Alien", alien, 1.0, "ruler")
+    preds = [[alien_span, LinkedSpan(18, 32, "the terminator", term, 1.0, "ruler")]]
+    errors = bl.score_movies(kg, [turn], preds)[3]
+    assert [e[0] for e in errors] == ["FP"]
+    # typed by the user (in the raw text) and linked identically without the inserted title -> excluded
+    assert bl.unlabelled_plain_mentions(kg, [turn], preds, [[alien_span]], errors) == [(0, alien_span)]
+    # not linked in the baseline run -> stays a false positive
+    assert bl.unlabelled_plain_mentions(kg, [turn], preds, [[]], errors) == []
+    # the linked title is not written in the original message (e.g. a fuzzy match) -> stays
+    raw2 = bl.TypedTurn(text.replace("Alien", "Alein"), turn.gold, 0, raw.replace("Alien", "Alein"), "", turn.pieces)
+    fuzzy = LinkedSpan(8, 13, "Alein", alien, 0.8, "fuzzy")
+    err2 = bl.score_movies(kg, [raw2], [[fuzzy]])[3]
+    assert bl.unlabelled_plain_mentions(kg, [raw2], [[fuzzy]], [[fuzzy]], err2) == []

@@ -10,13 +10,20 @@ from data_scripts.utils.io import sha256_paths, write_json
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """The current ``HEAD`` commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
+    """The current ``HEAD`` commit, or ``"unknown"``.
+
+    ``-dirty`` is appended when tracked files outside ``results/`` have uncommitted changes (results
+    files are outputs: refreshing one must not mark the code that produced the next as dirty).
+    """
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -44,6 +44,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from tqdm import tqdm
 
+from data_scripts.movielens import ML100K_GENRES
 from data_scripts.titles import RedialMovie, load_redial_movies, normalize_text, normalize_title, split_title_year
 from data_scripts.utils.config import field, parse_config, to_dict
 from data_scripts.utils.io import sha256_file, write_jsonl
@@ -60,26 +61,7 @@ from kg_build.schema import (
 from kg_build.stats import format_stats_table, kg_stats
 
 #: The 18 MovieLens genres of the paper (ml-100k's list; ``Children's`` spelled ``Children`` as in ml-latest).
-GENRES: tuple[str, ...] = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+GENRES: tuple[str, ...] = tuple("Children" if g == "Children's" else g for g in ML100K_GENRES if g != "unknown")
 #: MovieLens genre spellings -> canonical genre (``IMAX`` is a format, not one of the 18 genres).
 MOVIELENS_GENRE_MAP: dict[str, str] = {g: g for g in GENRES} | {"Children's": "Children"}
 #: IMDb-style ``id2info`` genres that coincide with a MovieLens genre (others, e.g. biography, are dropped).

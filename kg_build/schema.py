@@ -380,3 +380,12 @@ def tiny_kg_for_tests() -> KnowledgeGraph:
     )
     arr = np.array(triples, dtype=np.int64).reshape(-1, 3)
     return KnowledgeGraph(ents, relations, edge_index=arr[:, 1:].T.copy(), edge_type=arr[:, 0].copy())
+
+
+def tiny_kg_with_movies(extra: list[tuple[str, tuple[str, ...], int, int | None]]) -> KnowledgeGraph:
+    """:func:`tiny_kg_for_tests` plus edge-less movies given as ``(name, aliases, redial_id, year)``."""
+    tiny = tiny_kg_for_tests()
+    ents = list(tiny.entities)
+    for name, aliases, rid, year in extra:
+        ents.append(Entity(len(ents), name, "movie", ("Movie",), tuple(aliases), rid, year))
+    return KnowledgeGraph(ents, tiny.relations, tiny.edge_index.copy(), tiny.edge_type.copy())

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from kg_build.linker import EntityLinker, LinkedSpan, alias_key, is_common_phrase, text_words
-from kg_build.schema import Entity, KnowledgeGraph, tiny_kg_for_tests
+from kg_build.schema import KnowledgeGraph, tiny_kg_for_tests, tiny_kg_with_movies
 
 
 def _kg_with_common_titles() -> KnowledgeGraph:
     """tiny_kg_for_tests + movies whose titles are ordinary words, and a remade title."""
-    tiny = tiny_kg_for_tests()
     extra = [
         ("It (2017)", ("it",), 2001, 2017),
         ("Up (2009)", ("up",), 2002, 2009),
@@ -20,10 +19,7 @@ def _kg_with_common_titles() -> KnowledgeGraph:
         ("Halloween (2007)", ("halloween",), 2005, 2007),
         ("The Lord of the Rings: The Fellowship of the Ring (2001)", (), 2006, 2001),
     ]
-    ents = list(tiny.entities)
-    for name, aliases, rid, year in extra:
-        ents.append(Entity(len(ents), name, "movie", ("Movie",), aliases, rid, year))
-    return KnowledgeGraph(ents, tiny.relations, tiny.edge_index.copy(), tiny.edge_type.copy())
+    return tiny_kg_with_movies(extra)
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from kg_build.linker import EntityLinker
-from kg_build.schema import Entity, KnowledgeGraph, tiny_kg_for_tests
+from kg_build.schema import KnowledgeGraph, tiny_kg_with_movies
 
 
 def _kg() -> KnowledgeGraph:
-    tiny = tiny_kg_for_tests()
     extra = [
         ("Taken (2008)", ("taken",), 3001, 2008),
         ("Saw (2004)", ("saw",), 3002, 2004),
@@ -18,10 +17,7 @@ def _kg() -> KnowledgeGraph:
         ("The Heat (2013)", ("the heat", "heat"), 3005, 2013),
         ("Hot Shots! Part Deux (1993)", ("hot shots! part deux",), 3006, 1993),
     ]
-    ents = list(tiny.entities)
-    for name, aliases, rid, year in extra:
-        ents.append(Entity(len(ents), name, "movie", ("Movie",), aliases, rid, year))
-    return KnowledgeGraph(ents, tiny.relations, tiny.edge_index.copy(), tiny.edge_type.copy())
+    return tiny_kg_with_movies(extra)
 
 
 @pytest.fixture(scope="module")

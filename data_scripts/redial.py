@@ -34,8 +34,11 @@ Outputs (``--out`` folder, every file written atomically, and only after all inp
     that did not answer is ``null``.
 
 ``movies.jsonl``
-    ``{"redial_id": int, "name": str, "title": str, "year": int | null, "n_mentions": int}`` for every
-    row of ``movies_with_mentions.csv`` (6,924 movies), sorted by ``redial_id``.
+    ``{"redial_id": int, "name": str, "title": str, "year": int | null, "n_mentions": int,
+    "n_mentions_train": int}`` for every row of ``movies_with_mentions.csv`` (6,924 movies), sorted by
+    ``redial_id``. ``n_mentions`` is the CSV's count over *all* ReDial dialogues (test included), so
+    nothing that is evaluated on test may use it; ``n_mentions_train`` counts the dialogues of our
+    train split that mention the movie (per-turn ``movie_ids``) and is what popularity priors use.
 
 ``manifest.json``
     ``{"schema_version", "counts": {split: {dialogues, turns, recommender_turns,
@@ -55,6 +58,7 @@ import hashlib
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -321,9 +325,24 @@ def load_movies(path: str | Path) -> list[dict]:
     return read_jsonl(path)
 
 
-def movie_record(m: RedialMovie) -> dict:
+def movie_record(m: RedialMovie, n_mentions_train: int = 0) -> dict:
     """:class:`RedialMovie` -> ``movies.jsonl`` row."""
-    return {"redial_id": m.redial_id, "name": m.name, "title": m.title, "year": m.year, "n_mentions": m.n_mentions}
+    return {
+        "redial_id": m.redial_id,
+        "name": m.name,
+        "title": m.title,
+        "year": m.year,
+        "n_mentions": m.n_mentions,
+        "n_mentions_train": n_mentions_train,
+    }
+
+
+def train_mention_counts(dialogues: list[dict]) -> Counter:
+    """ReDial id -> number of dialogues in ``dialogues`` that mention it (any turn's ``movie_ids``)."""
+    counts: Counter = Counter()
+    for d in dialogues:
+        counts.update({int(m) for t in d["turns"] for m in t.get("movie_ids", [])})
+    return counts
 
 
 # ----------------------------------------------------------------------------------------------- pipeline
@@ -402,7 +421,8 @@ def prepare(cfg: RedialConfig) -> dict[str, Any]:
     # ---- everything validated: write
     for s in SPLITS:
         write_jsonl(out / f"{s}.jsonl", data[s])
-    write_jsonl(out / "movies.jsonl", (movie_record(m) for m in movies))
+    train_counts = train_mention_counts(data["train"])
+    write_jsonl(out / "movies.jsonl", (movie_record(m, train_counts.get(m.redial_id, 0)) for m in movies))
     if structured is not None:
         manifest["structured"] = structured.write(out)
         manifest["sources"].update(structured.sources)

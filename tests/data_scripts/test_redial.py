@@ -58,8 +58,21 @@ def test_canonical_schema_and_splits(tmp_path):
         "title": "Police Academy",
         "year": 1984,
         "n_mentions": 3,
+        "n_mentions_train": 0,
     }
     assert movies[2]["year"] is None
+
+
+def test_train_mention_counts_ignore_valid_and_test(tmp_path):
+    out, _ = _run(tmp_path, structured=False)
+    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    expected = {}
+    for d in train:
+        for rid in {m for t in d["turns"] for m in t["movie_ids"]}:
+            expected[rid] = expected.get(rid, 0) + 1
+    assert expected, "fixture train split should mention movies"
+    got = {m["redial_id"]: m["n_mentions_train"] for m in redial.load_movies(out / "movies.jsonl")}
+    assert {k: v for k, v in got.items() if v} == expected
 
 
 def test_merging_roles_rendering_and_mentions(tmp_path):

@@ -83,3 +83,28 @@ def test_ner_runs_only_when_useful(linker):
 def test_link_and_link_many_agree(linker):
     texts = ["Hi! I liked The Terminator.", "I liked superbad and taken", "Tom Hanks in What about saw?", ""]
     assert linker.link_many(texts) == [linker.link(t) for t in texts]
+
+
+def test_era_cues_pick_the_oldest_or_newest_version(tmp_path):
+    kg = tiny_kg_with_movies(
+        [
+            ("Jumanji (1995)", ("jumanji",), 3101, 1995),
+            ("Jumanji (2017)", ("jumanji",), 3102, 2017),
+            ("Jumanji (1934)", ("jumanji",), 3103, 1934),  # obscure: under a tenth of the top popularity
+        ]
+    )
+    pop = tmp_path / "movies.jsonl"
+    pop.write_text(
+        "\n".join(
+            f'{{"redial_id": {r}, "n_mentions": {n}, "n_mentions_train": {n}}}'
+            for r, n in ((3101, 170), (3102, 731), (3103, 3))
+        )
+    )
+    lk = EntityLinker.from_kg(kg, popularity_path=str(pop), span_classifier="", use_ner=False).load()
+    assert names(kg, "have you seen jumanji?", lk) == ["Jumanji (2017)"]  # popularity
+    assert names(kg, "I prefer the original jumanji", lk) == ["Jumanji (1995)"]
+    assert names(kg, "the older jumanji was better than the new jumanji", lk) == ["Jumanji (1995)", "Jumanji (2017)"]
+    assert names(kg, "the original jumanji 2017", lk) == ["Jumanji (2017)"]  # a typed year wins
+    assert names(kg, "the original. jumanji", lk) == ["Jumanji (2017)"]  # not across a sentence break
+    off = EntityLinker.from_kg(kg, popularity_path=str(pop), span_classifier="", use_ner=False, era_cues=False)
+    assert names(kg, "I prefer the original jumanji", off.load()) == ["Jumanji (2017)"]

@@ -179,6 +179,7 @@ class CRWalker(nn.Module):
         H: torch.Tensor | None = None,
         exclude_mentioned_in_tree: bool = True,
         H_movies: torch.Tensor | None = None,
+        exclude: set[int] | None = None,
     ) -> list[TurnPrediction]:
         """Walk the KG for each turn: predicted intent -> reasoning tree, plus a recommend walk that
         scores every candidate movie.
@@ -191,6 +192,8 @@ class CRWalker(nn.Module):
             H: precomputed entity embeddings (computed when ``None``).
             exclude_mentioned_in_tree: keep already-mentioned movies out of recommend trees.
             H_movies: ``H[movie_ids]`` (computed when ``None``; pass it to avoid re-gathering per batch).
+            exclude: entity ids never selected at hop 1 or hop 2 (negative feedback of an online session,
+                see :mod:`crwalker.engine.feedback`); ``movie_scores`` are unchanged.
         """
         m = self.cfg.width if width is None else width
         tau = self.cfg.threshold if threshold is None else threshold
@@ -205,7 +208,7 @@ class CRWalker(nn.Module):
             walks = {}
             for intent in {pred_intent, INTENT_INDEX["recommend"]}:
                 walks[intent] = self._walk(
-                    H, H_movies, u[b], p[b], intent, ex.context, cands, m, tau, exclude_mentioned_in_tree
+                    H, H_movies, u[b], p[b], intent, ex.context, cands, m, tau, exclude_mentioned_in_tree, exclude
                 )
             act_nodes, hop1_scores, _ = walks[pred_intent]
             _, _, movie_scores = walks[INTENT_INDEX["recommend"]]
@@ -232,9 +235,11 @@ class CRWalker(nn.Module):
         m: int,
         tau: float,
         exclude_mentioned: bool,
+        exclude: set[int] | None = None,
     ):
         """One tree for one turn. Returns ``(nodes, hop1_scores, movie_scores|None)`` where ``nodes`` is a
-        list of ``(entity, [children])``."""
+        list of ``(entity, [children])``; entities in ``exclude`` are never selected."""
+        banned = exclude or set()
         name = INTENT_NAMES[intent]
         dev = H.device
         it = torch.tensor([intent], device=dev)
@@ -242,7 +247,7 @@ class CRWalker(nn.Module):
         selected1: list[int] = []
         hop1_scores: dict[int, float] = {}
         if self.cfg.variant == "full":
-            c1 = cands.hop1(name, context)
+            c1 = [e for e in cands.hop1(name, context) if e not in banned]
             if c1:
                 ctx = self.hop1.context(u[None], p[None], i_emb, it)[0]
                 s = torch.sigmoid(H[torch.as_tensor(c1, device=dev)] @ ctx).cpu().numpy()
@@ -255,7 +260,7 @@ class CRWalker(nn.Module):
             zeros = torch.zeros(len(parents), dtype=torch.long, device=dev)
             ctx = self.hop2_context(H, u[None], p[None], pt, zeros, it)
             movie_scores = torch.sigmoid(H_movies @ ctx.sum(0)).numpy(force=True).copy()
-            mentioned = set(context) if exclude_mentioned else set()
+            mentioned = (set(context) if exclude_mentioned else set()) | banned
             chosen = _select(cands.movie_ids, movie_scores, m, tau, exclude=mentioned)
             if parents == [ROOT]:
                 return [(c, []) for c in chosen], hop1_scores, movie_scores
@@ -281,6 +286,8 @@ class CRWalker(nn.Module):
         inc_s, inc_g = [], []
         for g, e in enumerate(selected1):
             for c in cands.hop2(name, e) or []:
+                if c in banned:
+                    continue
                 slot_of.setdefault(c, len(slot_of))
                 inc_s.append(slot_of[c])
                 inc_g.append(g)

@@ -9,7 +9,7 @@ DATA     ?= data
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install data kg labels lint format test demo clean-data help
+.PHONY: install data kg labels lint format test demo bundle clean-data help
 
 help:
 	@echo "make demo   - install, prepare data + KG + labels, start the chat (see README)"
@@ -54,12 +54,19 @@ test: install lint
 	@if [ -d "$(DATASETS)" ]; then $(MAKE) --no-print-directory data; else echo "($(DATASETS) absent: integration tests will skip)"; fi
 	$(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc; }
 
-# Until the browser chat lands (ui/), the demo prepares everything and shows the KG and the linker.
+# Chat model: the release bundle (committed, built by `make bundle`) when present, else a walker + generator under runs/.
+CHAT_MODEL ?= $(if $(wildcard release/bundle/manifest.json),--bundle release/bundle,--walker runs/walker_e1/best.safetensors --generator runs/generation/default)
+CHAT_ARGS ?=
+GENERATOR ?= runs/generation/default
+WALKER ?= runs/walker_e1/best.safetensors
+
 demo: install data
-	$(PY) -m kg_build build --out $(DATA)/kg --stats-only
-	$(PY) -m kg_build link --kg $(DATA)/kg "Something scary from the eighties like the termnator, but no Tom Cruise" \
-		"I loved Sigourney Weaver in @90486, what else do you have?"
-	@echo "Data, KG and dialog-act labels are ready in $(DATA)/. Link your own text: $(PY) -m kg_build link \"...\""
+	$(PY) -m ui --kg $(DATA)/kg $(CHAT_MODEL) $(CHAT_ARGS)
+
+# fp16 release bundle (<= 25 MB, files <= 4.5 MB) from a trained walker and generator -> release/bundle
+bundle: install data
+	$(PY) -m crwalker.engine.bundle build --walker $(WALKER) --generator $(GENERATOR) --kg $(DATA)/kg --out release/bundle
+	$(PY) -m crwalker.engine.bundle verify --bundle release/bundle --kg $(DATA)/kg
 
 clean-data:
 	rm -rf $(DATA)

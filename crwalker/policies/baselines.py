@@ -297,7 +297,8 @@ def train_scpr(
     seed: int = 0,
     log: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Double DQN with prioritized replay for SCPR's ask/recommend decision."""
+    """Double DQN with prioritized replay for SCPR's ask/recommend decision (also KGenSam's, which uses the
+    policy's ``begin``/``feedback`` hooks for its online recommender update)."""
     import copy
 
     rng = np.random.default_rng(seed)
@@ -306,15 +307,18 @@ def train_scpr(
     mem = PrioritizedReplay(buffer, seed=seed)
     policy.rng = np.random.default_rng(seed + 1)
     t0, rets = time.time(), []
-    for ep in tqdm(range(episodes), desc="scpr DQN", mininterval=5):
+    for ep in tqdm(range(episodes), desc=f"{policy.name} DQN", mininterval=5):
         policy.epsilon = eps_end + (eps_start - eps_end) * max(0.0, 1 - ep / max(episodes * 0.5, 1))
         i = int(rng.integers(len(pairs)))
         st = env.reset(*pairs[i], session_id=30_000_000 + ep)
+        policy.begin(env, st, 30_000_000 + ep)
         done, ret = False, 0.0
         while not done:
             s = policy.state_vec(env, st)
             a = policy.decide(env, st)
-            r, done = env.step(policy.to_action(a, env, st))
+            action = policy.to_action(a, env, st)
+            r, done = env.step(action)
+            policy.feedback(env, action, r, done)
             ret += r
             mem.push(Transition(s, a, r, policy.state_vec(env, st), done))
             if len(mem) >= batch_size:

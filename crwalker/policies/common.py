@@ -12,6 +12,7 @@ import torch
 from crwalker.policies.baselines import AbsGreedy, EARPolicy, MaxEntropy, Policy, SCPRPolicy
 from crwalker.policies.checkpoint import load_policy_meta, load_tensors
 from crwalker.policies.fm import FM, FMConfig
+from crwalker.policies.kgensam import ActiveSampler, KGenSamPolicy, NegativeSampler, OnlineUpdate, attribute_graph
 from crwalker.policies.unicorn import UnicornPolicy, UnicornQNet
 from data_scripts.mcr import MCRData, load, load_canonical, load_transe
 from data_scripts.utils.config import field
@@ -26,9 +27,7 @@ PolicyName = Literal["unicorn", "scpr", "ear", "crm", "max_entropy", "abs_greedy
 class MCRConfig:
     """Train / evaluate a multi-round conversational recommendation policy."""
 
-    policy: PolicyName = field(
-        "unicorn", "Policy: unicorn, scpr, ear, crm, max_entropy, abs_greedy (kgensam: not yet)."
-    )
+    policy: PolicyName = field("unicorn", "Policy: unicorn, kgensam, scpr, ear, crm, max_entropy, abs_greedy.")
     dataset: str = field("lastfm", "Dataset: lastfm, lastfm_star or movie (see --movie-dir).")
     data_root: str = field("../shared/datasets/mcr", "Folder holding <dataset>/ in the LastFM layout.")
     movie_dir: str = field("data/mcr/movie", "Canonical Movie MCR folder (python -m crwalker.policies.movie_data).")
@@ -68,7 +67,17 @@ class MCRConfig:
     embeddings: str = field("transe", "UNICORN init: transe (pretrain on train split), released (lastfm npz), random.")
     transe_epochs: int = field(50, "TransE pretraining epochs.")
     checkpoint_every: int = field(100, "Episodes between checkpoints.")
+    snapshot_every: int = field(0, "UNICORN: also keep the Q-network every N episodes in run_dir/snapshots (0 = off).")
+    checkpoint: str = field("", "evaluate: a snapshot file to evaluate instead of run_dir/policy.safetensors.")
+    curve: str = field("", "evaluate --checkpoint: record the metrics by episode in this JSON (Fig. 4 data).")
     resume: bool = field(False, "Continue from run_dir/policy.safetensors if present.")
+    # KGenSam
+    ns_steps: int = field(300, "KGenSam: Negative Sampler joint-training batches (batch 256).")
+    ns_neighbors: int = field(16, "KGenSam: sampled KG neighbours per node (reference 64; CPU).")
+    ns_candidates: int = field(16, "KGenSam: 2-hop candidates pruned by the recommender (reference 64; CPU).")
+    as_episodes: int = field(200, "KGenSam: Active Sampler REINFORCE episodes (15 questions each).")
+    as_neighbors: int = field(16, "KGenSam: neighbours per attribute in the Active Sampler's attribute graph.")
+    online_lr: float = field(1e-2, "KGenSam: SGD step of the per-session recommender update after a rejection.")
     # evaluation
     split: str = field("test", "Evaluation split.")
     limit: int = field(0, "Evaluate on a seeded random subset of this many sessions (0 = all).")
@@ -85,8 +94,8 @@ class MCRConfig:
 
 
 def check_supported(cfg: MCRConfig) -> None:
-    if cfg.policy == "kgensam":
-        raise SystemExit("kgensam is not implemented yet (see docs/policies.md, 'Plan').")
+    if cfg.policy not in POLICIES:
+        raise SystemExit(f"unknown --policy {cfg.policy!r}; choose from {', '.join(POLICIES)}")
 
 
 def load_data(cfg: MCRConfig) -> MCRData:
@@ -137,6 +146,38 @@ def build_policy(cfg: MCRConfig, data: MCRData, fm: FM | None, device: str) -> P
     raise SystemExit(f"unsupported policy {cfg.policy!r}")
 
 
+def make_kgensam(cfg: MCRConfig, data: MCRData, fm: FM, adj: np.ndarray, edges: np.ndarray) -> KGenSamPolicy:
+    """An untrained KGenSam policy (samplers, DQN) around ``fm`` and the sampled KG ``adj``/``edges``."""
+    torch.manual_seed(cfg.seed)
+    active = ActiveSampler(attribute_graph(data, cfg.as_neighbors))
+    neg = NegativeSampler(data.n_users + data.n_items + data.n_attrs, data.n_users, data.n_items)
+    return KGenSamPolicy(
+        fm, data, active, neg, adj, edges, cfg.max_turn, cfg.topk, OnlineUpdate(cfg.online_lr), cfg.ns_candidates,
+        cfg.seed,
+    )  # fmt: skip
+
+
+def kgensam_tensors(policy: KGenSamPolicy) -> dict[str, torch.Tensor]:
+    """Everything a trained KGenSam needs: DQN, samplers, its jointly trained FM and the sampled KG."""
+    out = {f"net.{k}": v for k, v in policy.q.state_dict().items()}
+    out.update({f"active.{k}": v for k, v in policy.active.state_dict().items()})
+    out.update({f"neg.{k}": v for k, v in policy.neg_sampler.state_dict().items()})
+    for k in ("user", "item", "attr"):
+        out[f"fm.{k}"] = torch.from_numpy(getattr(policy.fm, k))
+    out["kg.adj"], out["kg.edges"] = torch.from_numpy(policy.adj), torch.from_numpy(policy.edges)
+    return out
+
+
+def load_kgensam(cfg: MCRConfig, data: MCRData, t: dict[str, torch.Tensor]) -> KGenSamPolicy:
+    fm = FM(*(t[f"fm.{k}"].cpu().numpy() for k in ("user", "item", "attr")))
+    pol = make_kgensam(cfg, data, fm, t["kg.adj"].cpu().numpy(), t["kg.edges"].cpu().numpy())
+    for prefix, mod in (("net.", pol.q), ("active.", pol.active), ("neg.", pol.neg_sampler)):
+        mod.load_state_dict({k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)})
+        mod.eval()
+    pol.refresh()
+    return pol
+
+
 def policy_module(policy: Policy) -> torch.nn.Module | None:
     if isinstance(policy, EARPolicy):
         return policy.net
@@ -151,13 +192,15 @@ def load_trained(cfg: MCRConfig, data: MCRData, device: str) -> tuple[Policy, di
     """Rebuild a trained policy from its run folder; returns (policy, policy.json meta)."""
     run = cfg.run_path()
     meta = load_policy_meta(run) if (run / "policy.json").exists() else {}
+    if cfg.policy == "kgensam":
+        return load_kgensam(cfg, data, load_tensors(run / "policy.safetensors", device)), meta
     if cfg.policy in FM_POLICIES and not (cfg.fm_path() / "fm.safetensors").exists():
         raise FileNotFoundError(f"{cfg.fm_path()}/fm.safetensors missing: run crwalker.policies.train for {cfg.policy}")
     fm = FM.load(cfg.fm_path()) if cfg.policy in FM_POLICIES else None
     policy = build_policy(cfg, data, fm, device)
     mod = policy_module(policy)
     if mod is not None:
-        t = load_tensors(run / "policy.safetensors", device)
+        t = load_tensors(Path(cfg.checkpoint) if cfg.checkpoint else run / "policy.safetensors", device)
         mod.load_state_dict({k[len("net.") :]: v for k, v in t.items() if k.startswith("net.")})
         mod.eval()
     return policy, meta

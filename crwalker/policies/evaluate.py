@@ -17,8 +17,10 @@ never invented numbers. ``limit > 0`` marks a seeded random subset of the test s
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,13 +32,12 @@ from crwalker.policies.checkpoint import pick_device
 from crwalker.policies.common import DATASETS, POLICIES, MCRConfig, check_supported, load_data, load_trained
 from crwalker.policies.env import MCREnv, sessions
 from crwalker.policies.metrics import summarize
+from crwalker.policies.unicorn import UnicornPolicy, run_sessions_batched
 from data_scripts.utils.config import parse_config, to_dict
 from data_scripts.utils.io import read_json
 from data_scripts.utils.results import format_table, git_commit, write_results
 
-MISSING = {
-    "kgensam": "KGenSam not implemented yet (docs/policies.md, Plan)",
-}
+MISSING: dict[str, str] = {}
 
 
 def update_results(path: str | Path, dataset: str, policy: str, entry: dict) -> dict:
@@ -50,6 +51,22 @@ def update_results(path: str | Path, dataset: str, policy: str, entry: dict) -> 
         return _update_locked(path, dataset, policy, entry)
     finally:
         os.close(fd)  # releases the lock
+
+
+def update_curve(path: str | Path, dataset: str, policy: str, episode: int, metrics: dict) -> dict:
+    """Record test metrics of a training snapshot: ``{dataset: {policy: {"<episode>": metrics}}}`` (Fig. 4 data)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        res = read_json(path) if path.exists() else {}
+        res.setdefault(dataset, {}).setdefault(policy, {})[str(episode)] = metrics
+        res["git_commit"] = git_commit()
+        write_results(path, res)
+        return res
+    finally:
+        os.close(fd)
 
 
 def _update_locked(path: Path, dataset: str, policy: str, entry: dict) -> dict:
@@ -66,18 +83,46 @@ def _update_locked(path: Path, dataset: str, policy: str, entry: dict) -> dict:
     return res
 
 
+def _run(cfg: MCRConfig, env: MCREnv, policy, pairs) -> dict:
+    if isinstance(policy, UnicornPolicy):  # lockstep sessions, one batched Q forward per turn
+        results = run_sessions_batched(env, policy, pairs, desc=f"{cfg.policy}/{cfg.dataset}")
+    else:
+        results = run_sessions(env, policy, pairs, desc=f"{cfg.policy}/{cfg.dataset}")
+    return summarize(results, cfg.max_turn, cfg.topk)
+
+
+def evaluate_snapshots(cfg: MCRConfig, data, env: MCREnv, pairs, device: str) -> None:
+    """``--curve``: evaluate one snapshot file, or every ``*.safetensors`` of a snapshot folder, in one process."""
+    ck = Path(cfg.checkpoint)
+    files = sorted(ck.glob("*.safetensors")) if ck.is_dir() else [ck]
+    if not files:
+        raise SystemExit(f"no snapshots in {ck}")
+    for f in files:
+        policy, _ = load_trained(dataclasses.replace(cfg, checkpoint=str(f)), data, device)
+        m = _run(cfg, env, policy, pairs)
+        episode = int(re.sub(r"\D", "", f.stem) or 0)
+        update_curve(cfg.curve, cfg.dataset, cfg.policy, episode, {**m, "limit": cfg.limit, "split": cfg.split})
+        print(
+            f"{cfg.policy}/{cfg.dataset} episode {episode}: SR@15 {m['SR@15']:.4f} AT {m['AT']:.2f} hDCG {m['hDCG']:.4f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(MCRConfig, argv)
     check_supported(cfg)
     torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = load_data(cfg)
-    policy, meta = load_trained(cfg, data, device)
     env = MCREnv(data, cfg.max_turn, cfg.topk, cfg.seed)
     pairs = sessions(data, cfg.split, cfg.limit or None, cfg.seed)
+    if cfg.curve:
+        if not cfg.checkpoint:
+            raise SystemExit("--curve needs --checkpoint <snapshot file or folder> (train --snapshot-every N)")
+        evaluate_snapshots(cfg, data, env, pairs, device)
+        return 0
+    policy, meta = load_trained(cfg, data, device)
     t0 = time.time()
-    results = run_sessions(env, policy, pairs, desc=f"{cfg.policy}/{cfg.dataset}")
-    m = summarize(results, cfg.max_turn, cfg.topk)
+    m = _run(cfg, env, policy, pairs)
     entry = {
         **m,
         "train_minutes": round(float(meta.get("train_minutes", 0.0)), 3),

@@ -63,8 +63,10 @@ class PrioritizedReplay:
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Eq. 18: ``θ' ← τ θ + (1 − τ) θ'``."""
     with torch.no_grad():
-        for tp, sp in zip(target.parameters(), source.parameters(), strict=True):
-            tp.mul_(1 - tau).add_(sp, alpha=tau)
+        tps, sps = list(target.parameters()), list(source.parameters())
+        if len(tps) != len(sps):
+            raise ValueError("target and source have different parameter lists")
+        torch._foreach_lerp_(tps, sps, tau)  # lerp: t + tau * (s - t) = tau * s + (1 - tau) * t
 
 
 def double_dqn_targets(

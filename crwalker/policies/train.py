@@ -30,12 +30,15 @@ from crwalker.policies.checkpoint import (
     optimizer_tensors,
     pick_device,
     save_policy,
+    save_tensors,
 )
 from crwalker.policies.common import (
     MCRConfig,
     build_policy,
     check_supported,
+    kgensam_tensors,
     load_data,
+    make_kgensam,
     make_unicorn,
     policy_module,
     unicorn_init,
@@ -54,7 +57,7 @@ def _net_tensors(mod: torch.nn.Module, prefix: str = "net.") -> dict[str, torch.
 def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
     from safetensors.numpy import save as np_save
 
-    from crwalker.policies.unicorn import train_unicorn
+    from crwalker.policies.unicorn import make_optimizer, train_unicorn
     from data_scripts.utils.io import atomic_write
 
     info: dict = {}
@@ -78,13 +81,15 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
 
         target = copy.deepcopy(policy.net)
         target.load_state_dict({k[7:]: v for k, v in t.items() if k.startswith("target.")})
-        opt = torch.optim.Adam(policy.net.parameters(), lr=cfg.lr, weight_decay=cfg.l2)
+        opt = make_optimizer(policy.net, cfg.lr, cfg.l2)
         load_optimizer_tensors(opt, t)
         start, prev_minutes = int(meta["episode"]), float(meta.get("train_minutes", 0.0))
         policy.refresh()
         print(f"resumed at episode {start}")
 
     def checkpoint(ep: int, opt_: torch.optim.Optimizer, target_: torch.nn.Module) -> None:
+        if cfg.snapshot_every > 0 and ep % cfg.snapshot_every == 0:
+            save_tensors(run / "snapshots" / f"ep{ep:06d}.safetensors", _net_tensors(policy.net))
         tensors = {**_net_tensors(policy.net), **_net_tensors(target_, "target."), **optimizer_tensors(opt_)}
         save_policy(
             run,
@@ -127,6 +132,31 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
     return info
 
 
+def train_kgensam_cli(cfg: MCRConfig, data, fm, env, logger) -> dict:
+    """KGenSam: Negative Sampler + recommender jointly, then the Active Sampler, then the ask/recommend DQN."""
+    from crwalker.policies.kgensam import kg_neighbors, train_active_sampler, train_negative_sampler
+
+    t0 = time.time()
+    adj, edges = kg_neighbors(data, cfg.ns_neighbors, cfg.seed)
+    policy = make_kgensam(cfg, data, fm, adj, edges)
+    fm2, ns = train_negative_sampler(
+        policy.neg_sampler, fm, data, adj, edges, cfg.ns_steps, n_candidates=cfg.ns_candidates, seed=cfg.seed,
+        log=lambda r: logger({"stage": "negative_sampler", **r}),
+    )  # fmt: skip
+    policy.fm = fm2
+    asx = train_active_sampler(
+        policy.active, fm2, data, cfg.as_episodes, max_turn=cfg.max_turn, seed=cfg.seed,
+        log=lambda r: logger({"stage": "active_sampler", **r}),
+    )  # fmt: skip
+    policy.refresh()
+    dqn = train_scpr(
+        policy, env, data.splits["train"], cfg.episodes, cfg.lr, cfg.gamma, cfg.batch_size, cfg.buffer, cfg.tau,
+        cfg.eps_start, cfg.eps_end, seed=cfg.seed, log=lambda r: logger({"stage": "dqn", **r}),
+    )  # fmt: skip
+    print(f"kgensam: NS {ns}, AS {asx}, DQN {dqn}, {(time.time() - t0) / 60:.2f} min")
+    return {"policy": policy, "negative_sampler": ns, "active_sampler": asx, "dqn": dqn}
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(MCRConfig, argv)
     check_supported(cfg)
@@ -148,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     # the FM may come from the shared cache: count its recorded training time, not the load time
     fm_minutes = float(read_json(cfg.fm_path() / "fm.json").get("train_seconds", 0.0)) / 60
     t0 = time.time()
-    policy = build_policy(cfg, data, fm, device)
+    policy = build_policy(cfg, data, fm, device) if cfg.policy != "kgensam" else None
     env = MCREnv(data, cfg.max_turn, cfg.topk, cfg.seed)
     stats: dict = {"fm_minutes": fm_minutes}
     pairs = data.splits["train"]
@@ -166,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                 log=logger,
             )
         )
+    elif cfg.policy == "kgensam":
+        stats.update(train_kgensam_cli(cfg, data, fm, env, logger))
+        policy = stats.pop("policy")
     elif cfg.policy == "scpr":
         stats.update(
             train_scpr(
@@ -186,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     mod = policy_module(policy)
     tensors = _net_tensors(mod) if mod is not None else {}
+    if cfg.policy == "kgensam":
+        tensors = kgensam_tensors(policy)
     if not tensors:
         tensors = {"none": torch.zeros(1)}  # rule-based policy: nothing learned beyond the FM
     save_policy(

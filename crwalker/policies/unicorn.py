@@ -36,11 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch_geometric.nn import GCNConv
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from tqdm import tqdm
 
 from crwalker.policies.baselines import Policy
-from crwalker.policies.env import MCREnv, State
+from crwalker.policies.env import MCREnv, SessionResult, State
 from crwalker.policies.rl import PrioritizedReplay, Transition, double_dqn_targets, soft_update
 
 
@@ -61,50 +60,98 @@ class GraphState:
     n_item_actions: int
 
 
+DENSE_MAX_NODES = 512  # batches whose largest graph is bigger use a block-diagonal sparse propagation matrix
+
+
 @dataclass
 class GraphBatch:
-    """A batch of :class:`GraphState` merged into one disjoint graph (input of :class:`UnicornQNet`)."""
+    """A batch of :class:`GraphState` in a padded layout (input of :class:`UnicornQNet`).
 
-    nodes: torch.Tensor  # [N] global ids
-    edge_index: torch.Tensor  # [2, 2E]
-    edge_weight: torch.Tensor  # [2E]
-    accepted: torch.Tensor  # [B, La] global positions in the merged graph
+    Graph ``b`` occupies slots ``[0, len(nodes_b))`` of row ``b``; padding slots have no edges and are never read.
+    """
+
+    nodes: torch.Tensor  # [B, n] global node ids (padding 0)
+    uniq: torch.Tensor  # distinct node ids of the batch
+    inverse: torch.Tensor  # [B, n]: nodes = uniq[inverse]
+    adj: torch.Tensor  # [B, n, n] dense propagation matrix, or sparse CSR [B*n, B*n] for very large graphs
+    accepted: torch.Tensor  # [B, La] local node slots of P_u
     accepted_mask: torch.Tensor  # [B, La]
-    actions: torch.Tensor  # [B, Lq]
+    actions: torch.Tensor  # [B, Lq] local node slots of the action space
     action_mask: torch.Tensor  # [B, Lq]
 
     @classmethod
     def collate(cls, states: list[GraphState], device: str | torch.device = "cpu") -> GraphBatch:
-        offs = np.concatenate(([0], np.cumsum([len(s.nodes) for s in states])[:-1]))
-        ei = np.concatenate([s.edge_index.astype(np.int64) + o for s, o in zip(states, offs, strict=True)], axis=1)
+        """Merge ``states``; the Eq. 7 propagation matrix is built here with vectorised numpy (no Python loop)."""
+        n_b = len(states)
+        lens = np.fromiter((len(s.nodes) for s in states), np.int64, n_b)
+        n = int(lens.max())
+        base = np.arange(n_b, dtype=np.int64) * n
+        pos = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(base, lens)
+        nodes = np.zeros(n_b * n, np.int64)
+        nodes[pos] = np.concatenate([s.nodes for s in states])
+        n_e = np.fromiter((s.edge_index.shape[1] for s in states), np.int64, n_b)
+        ei = np.concatenate([s.edge_index for s in states], axis=1).astype(np.int64) + np.repeat(base, n_e)
         ew = np.concatenate([s.edge_weight for s in states]).astype(np.float32)
+        rows, cols, val = normalized_adjacency(ei[0], ei[1], ew, pos, n_b * n)
+        t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(device)  # noqa: E731
+        if n <= DENSE_MAX_NODES:
+            flat = rows * n + cols - (rows // n) * n  # = b n^2 + i n + j; bincount sums duplicate edges
+            adj = t(np.bincount(flat, weights=val, minlength=n_b * n * n).astype(np.float32).reshape(n_b, n, n))
+        else:
+            order = np.lexsort((cols, rows))
+            crow = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n_b * n))))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "Sparse CSR tensor support is in beta state"
+                adj = torch.sparse_csr_tensor(t(crow), t(cols[order]), t(val[order]), (n_b * n, n_b * n))
         la = max(1, max(len(s.accepted) for s in states))
         lq = max(1, max(len(s.actions) for s in states))
-        acc = np.zeros((len(states), la), np.int64)
-        accm = np.zeros((len(states), la), bool)
-        act = np.zeros((len(states), lq), np.int64)
-        actm = np.zeros((len(states), lq), bool)
-        for i, (s, o) in enumerate(zip(states, offs, strict=True)):
-            acc[i, : len(s.accepted)], accm[i, : len(s.accepted)] = s.accepted + o, True
-            act[i, : len(s.actions)], actm[i, : len(s.actions)] = s.actions + o, True
-        ei2 = np.concatenate([ei, ei[::-1]], axis=1)
-        t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(device)  # noqa: E731
-        nodes = t(np.concatenate([s.nodes for s in states]).astype(np.int64))
-        return cls(nodes, t(ei2), t(np.concatenate([ew, ew])), t(acc), t(accm), t(act), t(actm))
+        acc, accm = _pad([s.accepted for s in states], la)
+        act, actm = _pad([s.actions for s in states], lq)
+        uniq, inverse = np.unique(nodes, return_inverse=True)
+        return cls(t(nodes.reshape(n_b, n)), t(uniq), t(inverse.reshape(n_b, n)), adj, t(acc), t(accm), t(act), t(actm))
 
-    def adjacency(self) -> torch.Tensor:
-        """Eq. 7 propagation matrix ``D^-1/2 (A + I) D^-1/2`` of the weighted graph as a sparse CSR tensor.
+    @property
+    def read(self) -> torch.Tensor:
+        """Local slots whose final GCN state is used: ``[accepted | actions]`` [B, La + Lq]."""
+        return torch.cat([self.accepted, self.actions], 1)
 
-        Computed once per batch with PyG's ``gcn_norm`` and fed to ``GCNConv(normalize=False)``, which then
-        uses one sparse matmul per layer (several times faster on CPU than edge-wise message passing).
-        """
-        n = self.nodes.shape[0]
-        ei, ew = gcn_norm(self.edge_index, self.edge_weight, n, add_self_loops=True)
-        # adj_t[target, source]: messages flow source -> target
-        coo = torch.sparse_coo_tensor(ei.flip(0), ew, (n, n), check_invariants=False).coalesce()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "Sparse CSR tensor support is in beta state"
-            return coo.to_sparse_csr()
+    def propagate(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``Â x`` for node features ``x`` [B, n, d] (Eq. 7 message passing); ``rows`` [B, k] keeps only those rows."""
+        b, n, d = x.shape
+        rows_all = torch.arange(b, device=x.device)[:, None]
+        if self.adj.layout == torch.strided:
+            a = self.adj if rows is None else self.adj[rows_all, rows]
+            return torch.bmm(a, x)
+        out = (self.adj @ x.reshape(b * n, d)).reshape(b, n, d)
+        return out if rows is None else out[rows_all, rows]
+
+
+def _pad(seqs: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad integer sequences to ``width`` -> (values [B, width] int64, mask [B, width])."""
+    lens = np.fromiter((len(x) for x in seqs), np.int64, len(seqs))
+    mask = np.arange(width)[None, :] < lens[:, None]
+    out = np.zeros((len(seqs), width), np.int64)
+    if lens.sum():
+        out[mask] = np.concatenate(seqs)
+    return out, mask
+
+
+def normalized_adjacency(
+    src: np.ndarray, dst: np.ndarray, weight: np.ndarray, self_loops: np.ndarray, n_nodes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eq. 7 propagation matrix ``Â = D^-1/2 (A + I) D^-1/2`` of an undirected weighted graph as COO.
+
+    ``src``/``dst``/``weight`` list each edge once (it is used in both directions); ``self_loops`` are the
+    nodes that get a weight-1 self loop (every real node). Same values as PyG's ``gcn_norm`` with
+    ``add_self_loops=True`` on the symmetrised edge list (tested).
+    """
+    rows = np.concatenate([src, dst, self_loops])
+    cols = np.concatenate([dst, src, self_loops])
+    w = np.concatenate([weight, weight, np.ones(len(self_loops), np.float32)])
+    deg = np.bincount(cols, weights=w, minlength=n_nodes)
+    with np.errstate(divide="ignore"):
+        dinv = np.where(deg > 0, deg, np.inf) ** -0.5
+    return rows, cols, (dinv[rows] * w * dinv[cols]).astype(np.float32)
 
 
 def preference_scores(emb: np.ndarray, user_node: int, accepted_nodes: list[int], item_nodes: np.ndarray) -> np.ndarray:
@@ -164,26 +211,29 @@ def build_graph(
     """Eq. 4/6: the dynamic weighted graph of ``state`` plus its action space."""
     n_items = env.n_items
     gi, wv, ga, act_i, act_p = select_actions(env, state, emb, n_users, k_v, k_p, graph_items, graph_attrs)
-    attrs_in = np.unique(np.concatenate([np.asarray(state.accepted, np.int64), ga]))
+    accepted = np.asarray(state.accepted, np.int64)
+    attrs_in = np.unique(np.concatenate([accepted, ga]))  # sorted: local slot = 1 + len(gi) + searchsorted
     nodes = np.concatenate([[state.user], n_users + gi, n_users + n_items + attrs_in]).astype(np.int64)
-    item_local = {int(v): 1 + i for i, v in enumerate(gi)}
-    attr_local = {int(p): 1 + len(gi) + j for j, p in enumerate(attrs_in)}
-    src, dst, wt = [], [], []
-    for p in state.accepted:  # user – accepted attribute
-        src.append(0), dst.append(attr_local[p]), wt.append(1.0)
-    src.extend([0] * len(gi)), dst.extend(range(1, 1 + len(gi))), wt.extend(wv.tolist())  # user – item (w_v)
-    attr_set = set(attr_local)
-    for v in gi:  # item – attribute
-        for p in env.ia_idx[env.ia_ptr[v] : env.ia_ptr[v + 1]]:
-            if int(p) in attr_set:
-                src.append(item_local[int(v)]), dst.append(attr_local[int(p)]), wt.append(1.0)
-    actions = [item_local[int(v)] for v in act_i] + [attr_local[int(p)] for p in act_p]
+    a0 = 1 + len(gi)
+    acc_local = a0 + np.searchsorted(attrs_in, accepted)
+    # item – attribute edges (weight 1) among graph nodes, vectorised over the item->attribute CSR
+    starts, ends = env.ia_ptr[gi], env.ia_ptr[gi + 1]
+    lens = ends - starts
+    flat = env.ia_idx[np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)]
+    owner = np.repeat(np.arange(1, 1 + len(gi)), lens)
+    j = np.searchsorted(attrs_in, flat)
+    keep = (j < len(attrs_in)) & (attrs_in[np.minimum(j, len(attrs_in) - 1)] == flat)
+    src = np.concatenate([np.zeros(len(accepted) + len(gi), np.int64), owner[keep]])
+    dst = np.concatenate([acc_local, np.arange(1, 1 + len(gi)), a0 + j[keep]])
+    wt = np.concatenate([np.ones(len(accepted)), wv, np.ones(int(keep.sum()))])  # user–P_u 1, user–item w_v
+    item_slot = np.empty(0, np.int64) if len(gi) == 0 else 1 + np.arange(len(act_i))  # act_i = gi[:k_v]
+    actions = np.concatenate([item_slot, a0 + np.searchsorted(attrs_in, act_p)])
     return GraphState(
         nodes=nodes.astype(np.int32),
-        edge_index=np.asarray([src, dst], dtype=np.int32).reshape(2, -1),
-        edge_weight=np.asarray(wt, dtype=np.float32),
-        accepted=np.asarray([attr_local[p] for p in state.accepted], dtype=np.int64),
-        actions=np.asarray(actions, dtype=np.int64),
+        edge_index=np.stack([src, dst]).astype(np.int32),
+        edge_weight=wt.astype(np.float32),
+        accepted=acc_local.astype(np.int64),
+        actions=actions.astype(np.int64),
         n_item_actions=len(act_i),
     )
 
@@ -212,23 +262,39 @@ class UnicornQNet(nn.Module):
         self.adv = nn.Sequential(nn.Linear(hidden + dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def encode(self, b: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 7 GCN over the merged graph, Eq. 8-10 Transformer + mean pooling -> (state [B, d], nodes [N, d])."""
-        h = self.emb(b.nodes)
-        adj = b.adjacency()
-        for conv in self.gcn:
-            h = torch.relu(conv(h, adj))
-        seq = h[b.accepted]
-        out = self.seq(seq, src_key_padding_mask=~b.accepted_mask)
-        m = b.accepted_mask.unsqueeze(-1).float()
-        return (out * m).sum(1) / m.sum(1).clamp(min=1), h
+        """Eq. 7 GCN over the batched graphs, Eq. 8-10 Transformer + mean pooling -> (state [B, d], action nodes [B, Lq, d]).
+
+        Each layer is ``ReLU(Â (H W) + b)`` with the parameters of a PyG ``GCNConv`` (``lin``, ``bias``); the
+        propagation is a batched dense matmul (or a sparse one for very large graphs), see :class:`GraphBatch`.
+        """
+        # H W of the first layer depends only on the node, so it is computed once per distinct node of the batch
+        h = self.gcn[0].lin(self.emb(b.uniq))[b.inverse]
+        for i, conv in enumerate(self.gcn):
+            if i == len(self.gcn) - 1 and i > 0:
+                # last layer: only the rows read afterwards (accepted attributes, then actions), as (Â_rows H) W
+                h = torch.relu(conv.lin(b.propagate(h, b.read)) + conv.bias)
+            elif i == len(self.gcn) - 1:
+                h = torch.relu(b.propagate(h, b.read) + conv.bias)
+            else:
+                h = torch.relu(b.propagate(h if i == 0 else conv.lin(h)) + conv.bias)
+        la = b.accepted.shape[1]
+        out = self.seq(h[:, :la], src_key_padding_mask=~b.accepted_mask)
+        m = b.accepted_mask.unsqueeze(-1).to(out.dtype)
+        return (out * m).sum(1) / m.sum(1).clamp(min=1), h[:, la:]
 
     def forward(self, b: GraphBatch) -> torch.Tensor:
-        """Eq. 13: ``Q(s, a) = f_V(s) + f_A(s, h_a)`` for each action slot; invalid slots are -inf."""
-        s, h = self.encode(b)
+        """Eq. 13: ``Q(s, a) = f_V(s) + f_A(s, h_a)`` for each action slot; invalid slots are -inf.
+
+        ``f_A``'s first layer on ``[x_s; h_a]`` is evaluated as ``W_s x_s + W_a h_a`` (same value; the state
+        part is computed once per state instead of once per action).
+        """
+        s, ha = self.encode(b)
         x = torch.relu(self.fc(s))
-        ha = h[b.actions]
-        xa = x.unsqueeze(1).expand(-1, ha.shape[1], -1)
-        q = self.value(x) + self.adv(torch.cat([xa, ha], -1)).squeeze(-1)
+        lin1 = self.adv[0]
+        nh = x.shape[1]
+        z = nn.functional.linear(x, lin1.weight[:, :nh], lin1.bias).unsqueeze(1)
+        z = z + nn.functional.linear(ha, lin1.weight[:, nh:])
+        q = self.value(x) + self.adv[2](torch.relu(z)).squeeze(-1)
         return q.masked_fill(~b.action_mask, float("-inf"))
 
 
@@ -291,6 +357,37 @@ class UnicornPolicy(Policy):
         return self.to_action(g, slot, q)
 
 
+def make_optimizer(net: nn.Module, lr: float = 1e-4, l2: float = 1e-6) -> torch.optim.Optimizer:
+    """Adam with L2 (weight decay) as in UNICORN §5.2.3; the fused kernel on CPU/CUDA (same update rule)."""
+    return torch.optim.Adam(net.parameters(), lr=lr, weight_decay=l2, fused=True)
+
+
+def dqn_loss(
+    net: UnicornQNet,
+    target: UnicornQNet,
+    batch: list[Transition],
+    weights: np.ndarray,
+    gamma: float,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Eq. 17 + Eq. 19: importance-weighted squared double-DQN TD error of a replay batch -> (loss, TD per item)."""
+    q_all = net(GraphBatch.collate([b.state for b in batch], device))
+    a = torch.from_numpy(np.fromiter((b.action for b in batch), np.int64, len(batch))).to(q_all.device)
+    q_sa = q_all.gather(1, a[:, None]).squeeze(1)
+    y = torch.from_numpy(np.fromiter((b.reward for b in batch), np.float32, len(batch))).to(q_all.device)
+    keep = np.fromiter((b.next_state is not None and not b.done for b in batch), bool, len(batch))
+    if keep.any():
+        with torch.inference_mode():
+            b2 = GraphBatch.collate([b.next_state for b, k in zip(batch, keep, strict=True) if k], device)
+            kt = torch.from_numpy(keep).to(q_all.device)
+            y_next = double_dqn_targets(y[kt], ~kt[kt], net(b2), target(b2), b2.action_mask, gamma)
+        y = y.clone()
+        y[torch.from_numpy(keep).to(q_all.device)] = y_next.clone()
+    td = y - q_sa
+    loss = (torch.from_numpy(weights).to(td.device) * td.pow(2)).mean()
+    return loss, td.detach().cpu().numpy()
+
+
 def train_unicorn(
     policy: UnicornPolicy,
     env: MCREnv,
@@ -319,7 +416,7 @@ def train_unicorn(
     rng = np.random.default_rng([seed, start_episode])
     net = policy.net
     target = target or copy.deepcopy(net)
-    opt = optimizer or torch.optim.Adam(net.parameters(), lr=lr, weight_decay=l2)
+    opt = optimizer or make_optimizer(net, lr, l2)
     mem = PrioritizedReplay(buffer, seed=seed + start_episode)
     policy.rng = np.random.default_rng([seed, 1, start_episode])
     policy._n_items = env.n_items
@@ -340,25 +437,11 @@ def train_unicorn(
             g, steps = g2, steps + 1
             if len(mem) >= batch_size:
                 batch, idx, w = mem.sample(batch_size)
-                B = GraphBatch.collate([b.state for b in batch], policy.device)
-                q_all = net(B)
-                A = torch.tensor([b.action for b in batch], device=q_all.device)
-                q_sa = q_all.gather(1, A[:, None]).squeeze(1)
-                R = torch.tensor([b.reward for b in batch], dtype=torch.float32, device=q_all.device)
-                D = torch.tensor([b.done for b in batch], device=q_all.device)
-                nxt = [b.next_state for b in batch if b.next_state is not None]
-                y = R.clone()
-                if nxt:
-                    with torch.no_grad():
-                        B2 = GraphBatch.collate(nxt, policy.device)
-                        keep = ~D
-                        y[keep] = double_dqn_targets(R[keep], D[keep], net(B2), target(B2), B2.action_mask, gamma)
-                td = y - q_sa
-                loss = (torch.from_numpy(w).to(td.device) * td.pow(2)).mean()
-                opt.zero_grad()
+                loss, td = dqn_loss(net, target, batch, w, gamma, policy.device)
+                opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                mem.update(idx, td.detach().cpu().numpy())
+                mem.update(idx, td)
                 soft_update(target, net, tau)
                 policy.refresh()
                 updates += 1
@@ -391,3 +474,49 @@ def train_unicorn(
         "optimizer": opt,
         "target": target,
     }
+
+
+def run_sessions_batched(
+    env: MCREnv,
+    policy: UnicornPolicy,
+    pairs: np.ndarray,
+    batch: int = 64,
+    offset: int = 0,
+    progress: bool = True,
+    desc: str = "eval",
+) -> list[SessionResult]:
+    """§4.4.3 inference on many sessions in lockstep: one batched Q-network forward per turn for up to ``batch``
+    concurrent sessions. Same sessions, seeds and greedy decisions as :func:`baselines.run_sessions`.
+    """
+    envs = [MCREnv(env.data, env.max_turn, env.topk, env.seed, env.rewards) for _ in range(min(batch, len(pairs)))]
+    policy._n_items = env.n_items
+    out: list[SessionResult | None] = [None] * len(pairs)
+    slots: list[int] = []  # session index running in envs[j]
+    nxt = 0
+    for e in envs:
+        e.reset(int(pairs[nxt][0]), int(pairs[nxt][1]), session_id=offset + nxt)
+        slots.append(nxt)
+        nxt += 1
+    live = list(range(len(envs)))
+    bar = tqdm(total=len(pairs), desc=desc, disable=not progress, mininterval=5)
+    while live:
+        graphs = [policy.graph(envs[j], envs[j].state) for j in live]
+        with torch.inference_mode():
+            q = policy.net(GraphBatch.collate(graphs, policy.device)).cpu().numpy()
+        still = []
+        for k, j in enumerate(live):
+            g, qk = graphs[k], q[k, : len(graphs[k].actions)]
+            envs[j].step(policy.to_action(g, int(np.argmax(qk)), qk))
+            if not envs[j].done:
+                still.append(j)
+                continue
+            out[slots[j]] = envs[j].result
+            bar.update(1)
+            if nxt < len(pairs):
+                envs[j].reset(int(pairs[nxt][0]), int(pairs[nxt][1]), session_id=offset + nxt)
+                slots[j] = nxt
+                nxt += 1
+                still.append(j)
+        live = still
+    bar.close()
+    return out  # type: ignore[return-value]

@@ -47,9 +47,39 @@ def test_unicorn_train_resume_evaluate(tmp_path):
     assert evaluate.main(_args(tmp_path, "unicorn", "--dim", "8", "--hidden", "8")) == 0
 
 
-def test_unsupported_policy_is_explicit(tmp_path):
-    with pytest.raises(SystemExit, match="kgensam is not implemented"):
-        train.main(_args(tmp_path, "kgensam"))
+def test_unicorn_snapshots_curve_and_report(tmp_path):
+    from crwalker.policies import report
+
+    extra = ["--episodes", "2", "--batch-size", "4", "--transe-epochs", "1", "--dim", "8", "--hidden", "8",
+             "--checkpoint-every", "1", "--snapshot-every", "1"]  # fmt: skip
+    assert train.main(_args(tmp_path, "unicorn", *extra)) == 0
+    snaps = tmp_path / "unicorn" / "snapshots"
+    assert sorted(p.name for p in snaps.iterdir()) == ["ep000001.safetensors", "ep000002.safetensors"]
+    curve = tmp_path / "curve.json"
+    args = _args(tmp_path, "unicorn", "--dim", "8", "--hidden", "8", "--checkpoint", str(snaps), "--curve", str(curve))
+    assert evaluate.main(args) == 0
+    cells = json.loads(curve.read_text())["toy"]["unicorn"]
+    assert sorted(cells) == ["1", "2"] and all(len(c["SR_curve"]) == 15 for c in cells.values())
+    assert evaluate.main(_args(tmp_path, "unicorn", "--dim", "8", "--hidden", "8")) == 0
+    out = [str(tmp_path / n) for n in ("t.png", "f4.png", "f5.png")]
+    rargs = ["--results", str(tmp_path / "mcr.json"), "--png", out[0], "--curve", str(curve), "--fig4", out[1]]
+    assert report.main([*rargs, "--fig5", out[2]]) == 0
+    assert all(Path(p).stat().st_size > 0 for p in out)
+
+
+def test_kgensam_train_evaluate(tmp_path):
+    extra = ["--episodes", "3", "--batch-size", "4", "--ns-steps", "2", "--as-episodes", "2"]
+    assert train.main(_args(tmp_path, "kgensam", *extra)) == 0
+    meta = json.loads((tmp_path / "kgensam" / "policy.json").read_text())
+    assert meta["episode"] == 3 and "mean_auc_gain" in meta["stats"]["active_sampler"]
+    assert evaluate.main(_args(tmp_path, "kgensam")) == 0
+    cell = json.loads((tmp_path / "mcr.json").read_text())["toy"]["kgensam"]
+    assert cell["n_sessions"] == 3 and len(cell["SR_curve"]) == 15
+
+
+def test_unknown_policy_is_explicit(tmp_path):
+    with pytest.raises(SystemExit):
+        train.main(_args(tmp_path, "nope"))
 
 
 def test_movie_without_built_folder_is_explicit(tmp_path):

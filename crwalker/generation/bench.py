@@ -72,6 +72,9 @@ class BenchConfig:
     gpt2_model: str = field("gpt2", "Hub name or path for backend gpt2.")
     seed: int = field(0, "Random seed.")
     out: str = field("results/generation_bench.json", "Results JSON.")
+    append: bool = field(
+        False, "Keep the runs already in --out except those re-measured now (same backend, variant, threads)."
+    )
 
 
 def _load(backend: str, cfg: BenchConfig) -> tuple[str, ActConditionedGenerator]:
@@ -118,7 +121,16 @@ def time_reply(gen: ActConditionedGenerator, prompt: tuple, tokens: int, extra: 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(BenchConfig, argv)
     torch.manual_seed(cfg.seed)
-    rows = []
+    kept = _previous_runs(cfg.out) if cfg.append else []
+    rows: list[dict] = []
+
+    def save(complete: bool) -> dict:
+        new = {(r["backend"], r["variant"], r["threads"]) for r in rows}
+        old = [r for r in kept if (r["backend"], r["variant"], r["threads"]) not in new]
+        return write_results(
+            cfg.out, {"runs": old + rows, "targets": TARGETS, "complete": complete}, config=to_dict(cfg)
+        )
+
     for backend in cfg.backends:
         t0 = time.perf_counter()
         name, base = _load(backend, cfg)
@@ -151,11 +163,12 @@ def main(argv: list[str] | None = None) -> dict:
                     "first_token_p95_s": float(np.percentile(firsts, 95)),
                     "tokens_per_s": cfg.tokens / float(np.median(totals)),
                     "load_s": load_s,
+                    "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
                 rows.append(row)
                 print(format_table([row], list(row)), flush=True)
                 # rewrite after every row so an interrupted run still leaves its measurements
-                write_results(cfg.out, {"runs": rows, "targets": TARGETS, "complete": False}, config=to_dict(cfg))
+                save(complete=False)
     cols = [
         "backend",
         "variant",
@@ -167,7 +180,16 @@ def main(argv: list[str] | None = None) -> dict:
         "tokens_per_s",
     ]
     print(format_table(rows, cols))
-    return write_results(cfg.out, {"runs": rows, "targets": TARGETS, "complete": True}, config=to_dict(cfg))
+    return save(complete=True)
+
+
+def _previous_runs(path: str) -> list[dict]:
+    """Runs of an existing bench JSON (empty if there is none)."""
+    from pathlib import Path
+
+    from data_scripts.utils.io import read_json
+
+    return list(read_json(path).get("runs", [])) if Path(path).exists() else []
 
 
 if __name__ == "__main__":

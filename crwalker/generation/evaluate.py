@@ -13,7 +13,13 @@ Each row: ``BLEU`` (CR-Walker sentence BLEU averaged over turns), ``sacreBLEU`` 
 ``Dist-3`` (corpus-level as CR-Walker), ``Dist-2_sent``, ``Dist-3_sent`` (sentence-level), ``KF1``,
 ``KP``, ``KR`` (knowledge over generic classes, micro), ``PPL`` (of the gold target under the model;
 with acts the target is the delexicalised reply, without acts the reply with titles -- so PPLs of
-act and no-act rows are not directly comparable), ``n``. BLEU/Dist/K* are percentages.
+act and no-act rows are not directly comparable; in ``end_to_end`` the gold reply is delexicalised
+against the *gold* act but conditioned on the predicted one), ``n``; ``end_to_end`` also has
+``intent_acc`` (predicted act intent == gold intent). BLEU/Dist/K*/intent_acc are percentages.
+
+Decoding and PPL use :meth:`ActConditionedGenerator.decode_and_score` (one prompt pass for both, finished
+rows leave the batch), batches of similar prompt length. ``--rows`` computes a subset of the rows (e.g. one
+process per row) into part files that ``--merge`` joins; ``--sample N`` evaluates a seeded random subset.
 
 ``results/generation.json``::
 
@@ -52,7 +58,7 @@ from . import metrics as M
 from .bench import time_reply
 from .data import GenExample, build_examples, collate, encode_pair, load_dialogues, load_predicted_acts
 from .linking import ClassLinker, ProjectClassLinker
-from .model import ActConditionedGenerator, resolve_device
+from .model import ActConditionedGenerator, postprocess, resolve_device
 from .placeholders import TitleFinder, fill_placeholders
 
 
@@ -73,6 +79,7 @@ class EvalConfig:
     linker: str = field("project", "Class linker for KF1: project (kg_build.linker.EntityLinker) or simple.")
     int8: bool = field(False, "CPU: evaluate/time int8-quantised models (LoRA merged first).")
     limit: int = field(0, "Evaluate only the first N turns (0 = all).")
+    sample: int = field(0, "Evaluate a random sample of N turns (seeded by --seed; 0 = all), the same for every row.")
     batch_size: int = field(16, "Generation / scoring batch size.")
     max_new_tokens: int = field(50, "Max new tokens per reply.")
     top_p: float = field(0.9, "Nucleus sampling p.")
@@ -82,6 +89,14 @@ class EvalConfig:
     seed: int = field(42, "Random seed.")
     device: str = field("auto", "auto | cpu | cuda | mps.")
     threads: int = field(0, "torch.set_num_threads (0 = leave).")
+    rows: list[str] = field(
+        ["gold_act", "end_to_end", "no_act"],
+        "Rows to compute (run rows in separate processes with --out part files, then --merge them).",
+    )
+    merge: list[str] = field([], "Merge these partial results JSONs (from --rows runs) into --out; nothing is run.")
+    bench_json: str = field(
+        "", "Latency bench JSON (crwalker.generation.bench); its backends not evaluated here are listed unevaluated."
+    )
     out: str = field("results/generation.json", "Results JSON.")
     replies_dir: str = field("runs/generation/eval", "Per-turn replies JSONL folder.")
 
@@ -108,15 +123,23 @@ def run_row(
     gen: ActConditionedGenerator, examples: list[GenExample], cfg: EvalConfig, finder: TitleFinder, linker, desc: str
 ) -> tuple[dict, list[dict]]:
     """Generate replies for ``examples`` and compute the row's metrics; returns ``(metrics, per-turn rows)``."""
-    outs: list[tuple[str, str]] = []
-    for i in tqdm(range(0, len(examples), cfg.batch_size), desc=desc, dynamic_ncols=True):
-        outs += gen.generate(
-            examples[i : i + cfg.batch_size],
-            finder=finder,
-            complete=cfg.complete,
+    # batches of similar prompt length (less left padding); outputs are put back in turn order
+    lengths = [len(gen.tokenizer(gen.prompt_for(e), add_special_tokens=False)["input_ids"]) for e in examples]
+    order = sorted(range(len(examples)), key=lambda i: lengths[i])
+    by_pos: dict[int, tuple[str, str]] = {}
+    nll, n_tok = 0.0, 0
+    for i in tqdm(range(0, len(order), cfg.batch_size), desc=desc, dynamic_ncols=True):
+        chunk = [examples[j] for j in order[i : i + cfg.batch_size]]
+        raws, s, c = gen.decode_and_score(
+            [gen.prompt_for(e) for e in chunk],
+            [e.target(gen.use_act) for e in chunk],
             max_new_tokens=cfg.max_new_tokens,
             top_p=cfg.top_p,
         )
+        nll, n_tok = nll + s, n_tok + c
+        for j, e, raw in zip(order[i : i + cfg.batch_size], chunk, raws, strict=True):
+            by_pos[j] = (raw, postprocess(raw, e, finder, cfg.complete, use_act=gen.use_act))
+    outs = [by_pos[i] for i in range(len(examples))]
     hyps = [f for _, f in outs]
     refs = [e.reply_text for e in examples]
     if hasattr(linker, "prepare"):
@@ -132,7 +155,7 @@ def run_row(
         "KF1": _pct(k["f1"]),
         "KP": _pct(k["precision"]),
         "KR": _pct(k["recall"]),
-        "PPL": score_ppl(gen, examples, cfg.batch_size),
+        "PPL": M.perplexity(nll, n_tok),
         "n": len(examples),
     }
     turns = [
@@ -184,6 +207,8 @@ def latency(gen: ActConditionedGenerator, examples: list[GenExample], cfg: EvalC
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(EvalConfig, argv)
+    if cfg.merge:
+        return merge_parts(cfg)
     if not cfg.backends:
         raise SystemExit("give at least one act-conditioned checkpoint: --backends name=folder")
     if cfg.threads:
@@ -192,6 +217,11 @@ def main(argv: list[str] | None = None) -> dict:
     kg = KnowledgeGraph.load(cfg.kg_dir)
     dlg_path, lab_path = Path(cfg.dialogues_dir) / f"{cfg.split}.jsonl", Path(cfg.labels_dir) / f"{cfg.split}.jsonl"
     examples = build_examples(load_dialogues(dlg_path), lab_path, kg, limit=cfg.limit or None)
+    if 0 < cfg.sample < len(examples):
+        import random
+
+        keep = sorted(random.Random(cfg.seed).sample(range(len(examples)), cfg.sample))
+        examples = [examples[i] for i in keep]
     finder = TitleFinder(kg)
     linker = ProjectClassLinker(kg) if cfg.linker == "project" else ClassLinker(kg)
     replies_dir = Path(cfg.replies_dir)
@@ -205,23 +235,27 @@ def main(argv: list[str] | None = None) -> dict:
         if "=" not in spec:
             raise SystemExit(f"--backends entries must be name=folder, got {spec!r}")
         name, path = spec.split("=", 1)
+        if "gold_act" not in cfg.rows and not ("end_to_end" in cfg.rows and name == default):
+            continue
         torch.manual_seed(cfg.seed)
         gen = ActConditionedGenerator.load(path, device)
         if cfg.int8:
             gen = gen.quantize_int8()
         if not gen.use_act:
             raise SystemExit(f"{path} was trained without acts; pass it as --noact-checkpoint")
-        row, turns = run_row(gen, examples, cfg, finder, linker, f"gold_act/{name}")
-        write_jsonl(replies_dir / f"gold_act__{name}.jsonl", turns)
-        backends[name] = {
-            **row,
-            **latency(gen, examples, cfg),
-            "train_minutes": gen.meta.get("train", {}).get("train_minutes"),
-        }
-        if name == default:
-            rows["gold_act"] = row
-            cons["gold_act"] = consistency(turns, examples, finder, kg, model_only=False)
-            cons["gold_act_model_only"] = consistency(turns, examples, finder, kg, model_only=True)
+        if "gold_act" in cfg.rows:
+            row, turns = run_row(gen, examples, cfg, finder, linker, f"gold_act/{name}")
+            write_jsonl(replies_dir / f"gold_act__{name}.jsonl", turns)
+            backends[name] = {
+                **row,
+                **latency(gen, examples, cfg),
+                "train_minutes": gen.meta.get("train", {}).get("train_minutes"),
+            }
+            if name == default:
+                rows["gold_act"] = row
+                cons["gold_act"] = consistency(turns, examples, finder, kg, model_only=False)
+                cons["gold_act_model_only"] = consistency(turns, examples, finder, kg, model_only=True)
+        if name == default and "end_to_end" in cfg.rows:
             if cfg.predicted_acts and not Path(cfg.predicted_acts).exists():
                 print(f"{cfg.predicted_acts} not found: end_to_end row skipped (run crwalker.evaluate first)")
             elif cfg.predicted_acts:
@@ -231,12 +265,14 @@ def main(argv: list[str] | None = None) -> dict:
                 ]
                 skipped = len(examples) - len(e2e)
                 if e2e:
+                    gold_intent = {(e.conv_id, e.turn_idx): e.intent for e in examples}
                     torch.manual_seed(cfg.seed)
                     rows["end_to_end"], turns = run_row(gen, e2e, cfg, finder, linker, "end_to_end")
+                    rows["end_to_end"]["intent_acc"] = _pct(intent_accuracy(e2e, gold_intent))
                     write_jsonl(replies_dir / f"end_to_end__{name}.jsonl", turns)
                     cons["end_to_end"] = consistency(turns, e2e, finder, kg, model_only=False)
         del gen
-    if cfg.noact_checkpoint:
+    if cfg.noact_checkpoint and "no_act" in cfg.rows:
         torch.manual_seed(cfg.seed)
         gen = ActConditionedGenerator.load(cfg.noact_checkpoint, device)
         if cfg.int8:
@@ -244,6 +280,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows["no_act"], turns = run_row(gen, examples, cfg, finder, linker, "no_act")
         write_jsonl(replies_dir / f"no_act__{Path(cfg.noact_checkpoint).parent.name}.jsonl", turns)
 
+    if cfg.bench_json:
+        backends.update({k: v for k, v in bench_backends(cfg.bench_json).items() if k not in backends})
     cols = ["row", "BLEU", "sacreBLEU", "Dist-2", "Dist-3", "KF1", "PPL", "n"]
     print(format_table([{"row": k, **v} for k, v in rows.items()], cols))
     print(format_table([{"row": k, **v} for k, v in backends.items()], cols + ["p95_s", "first_token_p95_s"]))
@@ -258,6 +296,66 @@ def main(argv: list[str] | None = None) -> dict:
     }
     data_files = [dlg_path, lab_path] + ([cfg.predicted_acts] if "end_to_end" in rows else [])
     return write_results(cfg.out, _finite(payload), config=to_dict(cfg), data_files=data_files)
+
+
+def merge_parts(cfg: EvalConfig) -> dict:
+    """Union of partial results files (rows, backends, consistency) written as one ``--out`` file."""
+    from data_scripts.utils.io import read_json
+
+    parts = [read_json(p) for p in cfg.merge]
+    if len({(p["split"], p["n_turns"]) for p in parts}) != 1:
+        raise SystemExit("--merge: the parts were computed on different splits / numbers of turns")
+    payload: dict = {"rows": {}, "backends": {}, "movie_consistency": {}, "skipped_no_prediction": 0}
+    for part in parts:
+        for key in ("rows", "backends", "movie_consistency"):
+            payload[key].update(part[key])
+        payload["skipped_no_prediction"] += part["skipped_no_prediction"] if "end_to_end" in part["rows"] else 0
+        payload.setdefault("default_backend", part["default_backend"])
+    payload.update(split=parts[0]["split"], n_turns=parts[0]["n_turns"])
+    if cfg.bench_json:
+        payload["backends"].update(
+            {k: v for k, v in bench_backends(cfg.bench_json).items() if k not in payload["backends"]}
+        )
+    hashes = {k: v for p in parts for k, v in p.get("data_sha256", {}).items()}
+    payload["data_sha256"] = hashes
+    payload["parts"] = {
+        str(f): {"git_commit": p.get("git_commit"), "config": p.get("config")}
+        for f, p in zip(cfg.merge, parts, strict=True)
+    }
+    cols = ["row", "BLEU", "sacreBLEU", "Dist-2", "Dist-3", "KF1", "PPL", "n"]
+    print(format_table([{"row": k, **v} for k, v in payload["rows"].items()], cols))
+    return write_results(cfg.out, _finite(payload), config=to_dict(cfg))
+
+
+def intent_accuracy(predicted: list[GenExample], gold_intent: dict[tuple[str, int], str]) -> float:
+    """Fraction of turns whose predicted act's intent equals the gold label's intent."""
+    if not predicted:
+        return 0.0
+    return sum(e.intent == gold_intent[(e.conv_id, e.turn_idx)] for e in predicted) / len(predicted)
+
+
+def bench_backends(path: str | Path) -> dict[str, dict]:
+    """Backends measured only by the latency bench (no full training / test evaluation here).
+
+    One entry per bench backend: its fastest fp32 (else any) run; metric keys are ``None`` and
+    ``"evaluated": False``.
+    """
+    from data_scripts.utils.io import read_json
+
+    out: dict[str, dict] = {}
+    runs = read_json(path).get("runs", [])
+    for name in dict.fromkeys(r["backend"] for r in runs):
+        mine = [r for r in runs if r["backend"] == name]
+        best = min([r for r in mine if r["variant"] == "fp32"] or mine, key=lambda r: r["total_p95_s"])
+        out[name] = {
+            **dict.fromkeys(("BLEU", "sacreBLEU", "Dist-2", "Dist-3", "KF1", "PPL")),
+            "p95_s": best["total_p95_s"],
+            "first_token_p95_s": best["first_token_p95_s"],
+            "train_minutes": None,
+            "evaluated": False,
+            "latency_source": f"{path}: variant {best['variant']}, {best['threads']} thread(s), {best['n']} runs",
+        }
+    return out
 
 
 def _finite(obj):

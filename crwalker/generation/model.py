@@ -64,6 +64,7 @@ class BackendSpec:
     n_embd: int = 256
     n_head: int = 4
     n_positions: int = 256
+    dropout: float = 0.1  # gpt2-scratch: resid/embd/attn dropout
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
@@ -133,6 +134,9 @@ def build_model(spec: BackendSpec, tokenizer) -> torch.nn.Module:
             n_embd=spec.n_embd,
             n_layer=spec.n_layer,
             n_head=spec.n_head,
+            resid_pdrop=spec.dropout,
+            embd_pdrop=spec.dropout,
+            attn_pdrop=spec.dropout,
             bos_token_id=tokenizer.eos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
@@ -196,6 +200,23 @@ class ActConditionedGenerator:
         nll, n = self.nll(batch)
         return nll / n.clamp(min=1)
 
+    def train_loss(self, batch: GenBatch, prompt_weight: float = 0.0) -> torch.Tensor:
+        """Training objective: mean reply cross-entropy (Eq. 10) plus ``prompt_weight`` x the mean next-token
+        cross-entropy on the prompt tokens (an auxiliary language-modelling loss on the user utterance and the
+        act; 0 = Eq. 10 alone). Only the reply term is reported as validation loss / PPL.
+        """
+        if prompt_weight <= 0:
+            return self.forward(batch)
+        batch = batch.to(self.device)
+        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+        reply = batch.labels[:, 1:]
+        prompt = batch.input_ids[:, 1:].masked_fill((reply != -100) | (batch.attention_mask[:, 1:] == 0), -100)
+        flat = logits.reshape(-1, logits.size(-1))
+        loss = F.cross_entropy(flat, reply.reshape(-1), ignore_index=-100)
+        if (prompt != -100).any():
+            loss = loss + prompt_weight * F.cross_entropy(flat, prompt.reshape(-1), ignore_index=-100)
+        return loss
+
     def nll(self, batch: GenBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """``(sum of -log p over reply tokens, number of reply tokens)`` for a batch."""
         batch = batch.to(self.device)
@@ -254,6 +275,90 @@ class ActConditionedGenerator:
         new = out[:, input_ids.shape[1] :]
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
+    @torch.inference_mode()
+    def decode_and_score(
+        self,
+        prompts: Sequence[str],
+        targets: Sequence[str] | None = None,
+        max_new_tokens: int = 50,
+        top_p: float = 0.9,
+        do_sample: bool = True,
+        max_prompt_tokens: int = 96,
+        max_reply_tokens: int = 64,
+    ) -> tuple[list[str], float, int]:
+        """Batched decoding for evaluation, plus the gold targets' NLL from the same prompt pass.
+
+        The same distribution as :meth:`generate_raw` (left padding, nucleus sampling with ``top_p``,
+        ``top_k`` off, temperature 1, stop at EOS or ``max_new_tokens``) with a hand-written KV-cache loop
+        that (1) runs the prompts once and reuses that cache both to score ``" " + target + EOS`` (teacher
+        forcing, truncated as :func:`~crwalker.generation.data.encode_pair`) and to decode, and (2) drops
+        finished rows from the batch, so a batch costs its replies' actual lengths rather than 50 steps each.
+
+        Returns:
+            ``(raw replies, sum of target NLL, number of target tokens)`` (``0.0, 0`` without targets).
+        """
+        import copy
+
+        model, tok = self.model, self.tokenizer
+        model.eval()
+        max_prompt_tokens = min(
+            max_prompt_tokens, _model_max_positions(model) - max(max_new_tokens, max_reply_tokens + 1)
+        )
+        ids, mask = self._encode_prompts(prompts, max_prompt_tokens)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1].float()
+        nxt_pos = mask.sum(-1)
+        nll, n_tok = 0.0, 0
+        if targets is not None:
+            tgt = [
+                tok(" " + t, add_special_tokens=False)["input_ids"][:max_reply_tokens] + [tok.eos_token_id]
+                for t in targets
+            ]
+            width = max(len(t) for t in tgt)
+            t_ids = torch.full((len(tgt), width), tok.pad_token_id, dtype=torch.long, device=ids.device)
+            t_mask = torch.zeros_like(t_ids)
+            for i, t in enumerate(tgt):
+                t_ids[i, : len(t)] = torch.tensor(t)
+                t_mask[i, : len(t)] = 1
+            t_pos = nxt_pos[:, None] + torch.arange(width, device=ids.device)[None]
+            kw = {"attention_mask": torch.cat([mask, t_mask], 1), "position_ids": t_pos, "cache": copy.deepcopy(cache)}
+            # target token j is predicted by the prompt's last position (j = 0) or by target position j - 1
+            sel = t_mask[:, :-1].bool() & t_mask[:, 1:].bool()
+            if hasattr(model, "transformer") and hasattr(model, "lm_head"):  # GPT-2: LM head on scored positions only
+                hidden = model.transformer(input_ids=t_ids, use_cache=True, **kw).last_hidden_state[:, :-1]
+                later = model.lm_head(hidden[sel]).float()
+            else:
+                later = model(input_ids=t_ids, use_cache=True, **kw).logits[:, :-1][sel].float()
+            nll = float(F.cross_entropy(logits, t_ids[:, 0], reduction="sum"))
+            nll += float(F.cross_entropy(later, t_ids[:, 1:][sel], reduction="sum"))
+            n_tok = int(t_mask.sum())
+        alive = torch.arange(len(prompts), device=ids.device)
+        new: list[list[int]] = [[] for _ in prompts]
+        for step in range(max_new_tokens):
+            token = _sample_top_p(logits, top_p) if do_sample else logits.argmax(-1)
+            done = token == tok.eos_token_id
+            for row, t, d in zip(alive.tolist(), token.tolist(), done.tolist(), strict=True):
+                if not d:
+                    new[row].append(t)
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            if bool(done.any()):
+                keep = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                alive, mask, token, nxt_pos = alive[keep], mask[keep], token[keep], nxt_pos[keep]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            out = model(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=nxt_pos[:, None],
+                cache=cache,
+                use_cache=True,
+            )
+            cache, logits = out.past_key_values, out.logits[:, -1].float()
+            nxt_pos = nxt_pos + 1
+        return [tok.decode(x, skip_special_tokens=True).strip() for x in new], nll, n_tok
+
     def prompt_for(self, ex: GenExample) -> str:
         return build_prompt(ex.context, ex.act_text if self.use_act else None)
 
@@ -266,7 +371,10 @@ class ActConditionedGenerator:
     ) -> list[tuple[str, str]]:
         """``[(raw reply, final reply), ...]``: final = unlisted titles stripped, placeholders filled."""
         raws = self.generate_raw([self.prompt_for(ex) for ex in examples], **kwargs)
-        return [(raw, postprocess(raw, ex, finder, complete)) for raw, ex in zip(raws, examples, strict=False)]
+        return [
+            (raw, postprocess(raw, ex, finder, complete, use_act=self.use_act))
+            for raw, ex in zip(raws, examples, strict=False)
+        ]
 
     def stream(
         self,
@@ -278,17 +386,20 @@ class ActConditionedGenerator:
         max_new_tokens: int = 50,
         top_p: float = 0.9,
         do_sample: bool = True,
+        max_prompt_tokens: int = 96,
         **generate_kwargs,
     ) -> Iterator[str]:
         """Yield the reply as text pieces while it is decoded (placeholders filled on the fly).
 
+        The prompt keeps its last ``max_prompt_tokens`` tokens, as in training and :meth:`generate_raw`.
         Extra keyword arguments (e.g. ``min_new_tokens``, ``use_cache``) go to ``model.generate``.
         """
         from transformers import TextIteratorStreamer
 
         self.model.eval()
         prompt = build_prompt(context, act_text if self.use_act else None)
-        input_ids, mask = self._encode_prompts([prompt], _model_max_positions(self.model) - max_new_tokens)
+        keep = min(max_prompt_tokens, _model_max_positions(self.model) - max_new_tokens)
+        input_ids, mask = self._encode_prompts([prompt], keep)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(
             input_ids=input_ids,
@@ -308,7 +419,7 @@ class ActConditionedGenerator:
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        ps = PlaceholderStream(titles, intent=intent, complete=complete)
+        ps = PlaceholderStream(titles if self.use_act else [], intent=intent, complete=complete and self.use_act)
         first = True
         for chunk in streamer:
             piece = ps.push(chunk.lstrip() if first else chunk)
@@ -368,13 +479,22 @@ class ActConditionedGenerator:
         return self.stream(context, act_text, titles, act.intent, **kwargs)
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, folder: str | Path, train_info: dict | None = None) -> None:
-        """Write a checkpoint folder atomically (see module docstring)."""
+    def save(self, folder: str | Path, train_info: dict | None = None, dtype: str = "float32") -> None:
+        """Write a checkpoint folder atomically (see module docstring).
+
+        ``dtype="float16"`` stores the weights in half precision (half the size; :meth:`load` returns fp32).
+        The in-memory model is not changed.
+        """
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
-            self.model.save_pretrained(tmp, safe_serialization=True)
+            model = self.model
+            if dtype != "float32":
+                import copy
+
+                model = copy.deepcopy(self.model).to(getattr(torch, dtype))
+            model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             write_json(
                 tmp / "generator.json",
@@ -424,6 +544,17 @@ class ActConditionedGenerator:
         gen = cls(model, tok, spec, use_act=bool(meta.get("use_act", True)))
         gen.meta = meta
         return gen.to(device)
+
+
+def _sample_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """One token per row by nucleus sampling (as transformers' ``TopPLogitsWarper``: drop the lowest-probability
+    tokens whose cumulative probability is <= ``1 - top_p``, always keep the most likely one), temperature 1."""
+    sorted_logits, sorted_idx = torch.sort(logits, descending=False, dim=-1)
+    cum = sorted_logits.softmax(-1).cumsum(-1)
+    remove = cum <= (1 - top_p)
+    remove[:, -1] = False
+    filtered = logits.scatter(1, sorted_idx, sorted_logits.masked_fill(remove, float("-inf")))
+    return torch.multinomial(filtered.softmax(-1), 1).squeeze(-1)
 
 
 def postprocess(

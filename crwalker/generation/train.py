@@ -57,6 +57,7 @@ class TrainConfig:
     n_embd: int = field(256, "gpt2-scratch: hidden size.")
     n_head: int = field(4, "gpt2-scratch: attention heads.")
     n_positions: int = field(256, "gpt2-scratch: max positions.")
+    dropout: float = field(0.1, "gpt2-scratch: resid/embd/attn dropout.")
     lora: bool = field(False, "Train a LoRA adapter instead of all weights.")
     lora_r: int = field(8, "LoRA rank.")
     lora_alpha: int = field(16, "LoRA alpha.")
@@ -69,6 +70,14 @@ class TrainConfig:
     lr: float = field(5e-5, "AdamW learning rate (use ~1e-4..3e-4 for LoRA / from scratch).")
     weight_decay: float = field(0.0, "AdamW weight decay.")
     warmup_steps: int = field(100, "Linear warm-up steps.")
+    schedule: str = field(
+        "linear",
+        "LR decay after warm-up: linear | cosine (to 0 at the last step) | cosine-time (cosine over the "
+        "--max-minutes wall-clock budget: reaches 0 when time runs out, whatever the machine's speed).",
+    )
+    prompt_loss_weight: float = field(0.0, "Weight of the auxiliary LM loss on prompt tokens (0 = Eq. 10 only).")
+    bucket: int = field(0, "Length bucketing: sort each window of N batches by length (0 = off; less padding).")
+    save_dtype: str = field("float32", "Checkpoint weight dtype: float32 | float16 (in-memory model stays fp32).")
     max_prompt_tokens: int = field(96, "Prompt tokens kept (from the right).")
     max_reply_tokens: int = field(64, "Reply tokens kept (then EOS).")
     eval_every: int = field(500, "Validate every N steps (0 = at epoch ends only).")
@@ -88,6 +97,15 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def time_cosine(step: int, warmup: int, time_fraction: float) -> float:
+    """LR multiplier of ``--schedule cosine-time``: linear warm-up over ``warmup`` steps, then
+    ``0.5 * (1 + cos(pi * f))`` with ``f`` the fraction of the wall-clock budget used (clipped to [0, 1])."""
+    if step < warmup:
+        return (step + 1) / warmup
+    f = min(max(time_fraction, 0.0), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * f))
+
+
 def spec_from_config(cfg: TrainConfig) -> BackendSpec:
     return BackendSpec(
         backend=cfg.backend,
@@ -98,6 +116,7 @@ def spec_from_config(cfg: TrainConfig) -> BackendSpec:
         n_embd=cfg.n_embd,
         n_head=cfg.n_head,
         n_positions=cfg.n_positions,
+        dropout=cfg.dropout,
         lora=cfg.lora,
         lora_r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -131,7 +150,7 @@ def evaluate_loss(gen: ActConditionedGenerator, encoded: list, batch_size: int) 
 def train(cfg: TrainConfig) -> dict:
     """Run training; returns the final ``train_info`` dict."""
     from torch.utils.tensorboard import SummaryWriter
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -158,12 +177,22 @@ def train(cfg: TrainConfig) -> dict:
     steps_per_epoch = math.ceil(len(train_enc) / (cfg.batch_size * cfg.grad_accum))
     total = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
     params = [p for p in gen.model.parameters() if p.requires_grad]
+    t0 = time.perf_counter()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total // 10 + 1), total)
+    warmup = min(cfg.warmup_steps, total // 10 + 1)
+    if cfg.schedule == "cosine-time":
+        if not cfg.max_minutes:
+            raise ValueError("--schedule cosine-time needs --max-minutes")
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: time_cosine(s, warmup, (time.perf_counter() - t0) / (60 * cfg.max_minutes))
+        )
+    else:
+        make_sched = get_cosine_schedule_with_warmup if cfg.schedule == "cosine" else get_linear_schedule_with_warmup
+        sched = make_sched(opt, warmup, total)
     writer = SummaryWriter(str(out / "tb"))
     log_rows: list[dict] = []
     best = float("inf")
-    step, epoch, t0 = 0, 0, time.perf_counter()
+    step, epoch = 0, 0
     info: dict = {}
     rng = random.Random(cfg.seed)
     gen.model.train()
@@ -183,10 +212,10 @@ def train(cfg: TrainConfig) -> dict:
             "n_valid": len(valid_enc),
             "config": to_dict(cfg),
         }
-        gen.save(out / "last", train_info=info)
+        gen.save(out / "last", train_info=info, dtype=cfg.save_dtype)
         if valid_loss is not None and valid_loss < best:
             best = valid_loss
-            gen.save(out / "best", train_info=info)
+            gen.save(out / "best", train_info=info, dtype=cfg.save_dtype)
 
     def log(row: dict) -> None:
         log_rows.append(row)
@@ -203,12 +232,23 @@ def train(cfg: TrainConfig) -> dict:
         order = list(range(len(train_enc)))
         rng.shuffle(order)
         chunk = cfg.batch_size
+        if cfg.bucket > 1:  # sort windows of `bucket` batches by length, then shuffle the batches
+            win = chunk * cfg.bucket
+            order = [
+                i
+                for w in range(0, len(order), win)
+                for i in sorted(order[w : w + win], key=lambda i: len(train_enc[i][0]))
+            ]
         micro = [order[i : i + chunk] for i in range(0, len(order), chunk)]
+        if cfg.bucket > 1:
+            rng.shuffle(micro)
         for j in range(0, len(micro), cfg.grad_accum):
             opt.zero_grad(set_to_none=True)
             group = micro[j : j + cfg.grad_accum]
             for idx in group:
-                loss = gen.forward(collate([train_enc[i] for i in idx], gen.tokenizer.pad_token_id))
+                loss = gen.train_loss(
+                    collate([train_enc[i] for i in idx], gen.tokenizer.pad_token_id), cfg.prompt_loss_weight
+                )
                 (loss / len(group)).backward()
                 running += loss.item() / len(group)
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -67,6 +67,26 @@ def test_train_then_evaluate(workdir, tiny_tokenizer_dir, tmp_path):
     replies = read_jsonl(tmp_path / "replies" / "end_to_end__tiny.jsonl")
     assert len(replies) == 4 and "Terminator 2: Judgment Day (1991)" in replies[1]["reply"]
 
+    # the same rows computed in separate processes (--rows) and merged give the same numbers
+    common = [
+        "--dialogues-dir", str(workdir / "redial"), "--labels-dir", str(workdir / "labels"),
+        "--kg-dir", str(workdir / "kg"), "--backends", f"tiny={tmp_path / 'act' / 'last'}",
+        "--noact-checkpoint", str(tmp_path / "noact" / "last"),
+        "--predicted-acts", str(FIXTURES / "predicted_acts.jsonl"), "--max-new-tokens", "6",
+        "--latency-runs", "1", "--latency-tokens", "3", "--device", "cpu",
+        "--replies-dir", str(tmp_path / "replies2"), "--linker", "simple",
+    ]  # fmt: skip
+    parts = []
+    for rows in (["gold_act", "end_to_end"], ["no_act"]):
+        parts.append(tmp_path / f"part_{len(parts)}.json")
+        evaluate.main([*common, "--rows", *rows, "--out", str(parts[-1])])
+    assert set(read_json(parts[1])["rows"]) == {"no_act"}
+    merged = evaluate.main([*common, "--merge", *map(str, parts), "--out", str(tmp_path / "merged.json")])
+    assert set(merged["rows"]) == {"gold_act", "end_to_end", "no_act"} and "tiny" in merged["backends"]
+    for row in ("gold_act", "end_to_end", "no_act"):
+        assert merged["rows"][row]["BLEU"] == pytest.approx(saved["rows"][row]["BLEU"])
+    assert merged["rows"]["end_to_end"]["intent_acc"] == saved["rows"]["end_to_end"]["intent_acc"]
+
 
 def test_missing_labels_message(workdir, tiny_tokenizer_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope/train.jsonl not found"):

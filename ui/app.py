@@ -23,6 +23,7 @@ from ui.render import (
     chat_text,
     clean_user_text,
     esc,
+    guided_html,
     timings_text,
     tree_panel,
 )
@@ -156,19 +157,26 @@ class ChatApp:
         threshold: float,
         width: float,
         max_leaves: float,
+        guided: Any = False,
     ):
         """Run one turn, yielding page updates while the engine streams.
 
         Yields tuples matching :data:`RESPOND_OUTPUTS`: (chatbot, textbox, display state, conversation
         id state, conversation id box, tree, act, cards, movie choices, entity choices, status, last-turn
-        state). Nothing is stored unless the turn completes; then turn + session state are written in one
-        transaction.
+        state, guided question, Yes button, No button). Nothing is stored unless the turn completes; then
+        turn + session state are written in one transaction. ``guided``: guided mode (the engine's trained
+        policy asks or recommends); after a guided question the Yes / No buttons are shown.
         """
         skip = gr.skip()
         text, truncated = clean_user_text(message, self.settings.max_chars)
         if not text:
-            yield (skip,) * 10 + ("Please type a message (it was empty after removing control characters).", skip)
+            yield (
+                (skip,) * 10
+                + ("Please type a message (it was empty after removing control characters).",)
+                + (skip,) * 4
+            )
             return
+        hide = gr.update(visible=False)
         cid, session = self.sessions.get(cid)
         display = list(display or [])
         display.append({"role": "user", "content": chat_text(text)})
@@ -176,9 +184,9 @@ class ChatApp:
         status = "thinking…" + (
             f" (your message was shortened to {self.settings.max_chars} characters)" if truncated else ""
         )
-        yield (display, "", display, cid, cid, skip, skip, skip, skip, skip, status, skip)
+        yield (display, "", display, cid, cid, skip, skip, skip, skip, skip, status, skip, "", hide, hide)
 
-        controls_json = self.clamp_controls(threshold, width, max_leaves)
+        controls_json = {**self.clamp_controls(threshold, width, max_leaves), "guided": guided is True}
         controls = self.controls_cls(**controls_json)
         saved = False
         with self.sessions.lock(cid):
@@ -194,7 +202,7 @@ class ChatApp:
                             tree_panel(r), act_html(r), cards_html(r.get("recommendations")),
                             gr.update(choices=_movie_choices(r), value=None),
                             gr.update(choices=_entity_choices(r), value=None),
-                            "writing…", skip,
+                            "writing…", skip, skip, skip, skip,
                         )  # fmt: skip
                     elif ev.kind == "token":
                         reply += ev.text or ""
@@ -202,7 +210,7 @@ class ChatApp:
                         if now - last_push >= self.settings.stream_interval_s:
                             last_push = now
                             display[-1] = {"role": "assistant", "content": chat_text(reply) or "…"}
-                            yield (display, skip, display) + (skip,) * 9
+                            yield (display, skip, display) + (skip,) * 12
                     elif ev.kind == "done":
                         final = _to_json(ev.result)
                 if final is None:
@@ -212,7 +220,7 @@ class ChatApp:
             except Exception:
                 log.exception("turn failed in conversation %s", cid)
                 display[-1] = {"role": "assistant", "content": ERROR_REPLY}
-                yield (display, skip, display) + (skip,) * 7 + ("The turn failed and was not saved.", skip)
+                yield (display, skip, display) + (skip,) * 7 + ("The turn failed and was not saved.",) + (skip,) * 4
                 return
             finally:
                 if events is not None and hasattr(events, "close"):
@@ -229,13 +237,18 @@ class ChatApp:
             "labels": {value: label for label, value in _movie_choices(final) + _entity_choices(final)},
         }
         status = f"turn {final.get('turn_index')} · intent {esc(final.get('intent'))} · {timings_text(final)}"
+        asked = (final.get("guided") or {}).get("action") == "ask"
         yield (
             display, skip, display, skip, cid,
             tree_panel(final), act_html(final), cards_html(final.get("recommendations")),
             gr.update(choices=_movie_choices(final), value=None),
             gr.update(choices=_entity_choices(final), value=None),
-            status, last,
+            status, last, guided_html(final), gr.update(visible=asked), gr.update(visible=asked),
         )  # fmt: skip
+
+    def answer(self, yes: bool, display, cid, threshold, width, max_leaves, guided):
+        """The Yes / No buttons: send "Yes" or "No" as the user's message (the engine reads it as the answer)."""
+        yield from self.respond("Yes" if yes else "No", display, cid, threshold, width, max_leaves, guided)
 
     def feedback(self, kind: str, entity: str | None, cid: str | None, last: dict[str, Any] | None) -> str:
         """Apply 👍 / 👎 / "seen it" (``Session.feedback``) or an exclusion (``Session.reject``) and store it.
@@ -279,7 +292,7 @@ class ChatApp:
         return (
             [], "", [], None, "", tree_panel(None), act_html(None), cards_html(None),
             gr.update(choices=[], value=None), gr.update(choices=[], value=None),
-            "New conversation. Ask for a movie!", {},
+            "New conversation. Ask for a movie!", {}, "", gr.update(visible=False), gr.update(visible=False),
         )  # fmt: skip
 
     # -- page --------------------------------------------------------------------------------------
@@ -312,6 +325,18 @@ class ChatApp:
                         )
                         send = gr.Button("Send", variant="primary", elem_id="send", scale=1)
                     status = gr.Markdown("Ask for a movie to start.", elem_id="status")
+                    question = gr.HTML("", elem_id="question", js_on_load=None)
+                    with gr.Row():
+                        yes_btn = gr.Button("Yes", elem_id="answer-yes", size="sm", visible=False)
+                        no_btn = gr.Button("No", elem_id="answer-no", size="sm", visible=False)
+                    has_guide = getattr(self.engine, "guide", None) is not None
+                    guided = gr.Checkbox(
+                        value=False,
+                        label="Guided mode: a trained policy decides whether to ask about an attribute or to recommend"
+                        + ("" if has_guide else " (not available: this engine has no guide policy)"),
+                        interactive=has_guide,
+                        elem_id="guided",
+                    )
                     with gr.Accordion("Reasoning controls", open=False):
                         tau = gr.Slider(0.0, 1.0, value=s.threshold, step=0.05, label="τ (selection threshold)")
                         width = gr.Slider(*WIDTH_RANGE, value=s.width, step=1, label="width m (max children per node)")
@@ -334,15 +359,24 @@ class ChatApp:
 
             outputs = [
                 chatbot, msg, display, cid_state, conv_box, tree, act, cards, movie_pick, entity_pick, status, last_state,
+                question, yes_btn, no_btn,
             ]  # fmt: skip
             gr.on(
                 triggers=[msg.submit, send.click],
                 fn=self.respond,
-                inputs=[msg, display, cid_state, tau, width, leaves],
+                inputs=[msg, display, cid_state, tau, width, leaves, guided],
                 outputs=outputs,
                 api_name="send",
                 show_progress="minimal",
             )
+            for btn, yes in ((yes_btn, True), (no_btn, False)):
+                btn.click(
+                    lambda d, c, t, w, n, g, y=yes: (yield from self.answer(y, d, c, t, w, n, g)),
+                    inputs=[display, cid_state, tau, width, leaves, guided],
+                    outputs=outputs,
+                    api_name="answer_yes" if yes else "answer_no",
+                    show_progress="minimal",
+                )
             for btn, kind in ((like, "like"), (dislike, "dislike"), (seen, "seen")):
                 btn.click(
                     lambda e, c, last, k=kind: self.feedback(k, e, c, last),
@@ -373,11 +407,14 @@ API_OUTPUTS = (
     "movie_choices",
     "entity_choices",
     "status",
+    "question",
+    "answer_yes",
+    "answer_no",
 )
 
 RESPOND_OUTPUTS = (
     "chatbot", "msg", "display", "conversation_id", "conversation_box", "tree", "act", "cards",
-    "movie_choices", "entity_choices", "status", "last",
+    "movie_choices", "entity_choices", "status", "last", "question", "answer_yes", "answer_no",
 )  # fmt: skip
 
 

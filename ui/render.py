@@ -257,6 +257,27 @@ def timings_text(result: Mapping[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+def guided_html(result: Mapping[str, Any] | None) -> str:
+    """Guided mode: the question the policy asked (answer with Yes / No or text), or what it recommended from.
+
+    Empty for turns that were not guided (``result["guided"]`` is ``None``).
+    """
+    g = (result or {}).get("guided") or None
+    if not g:
+        return ""
+    policy = esc(str(g.get("policy") or "policy").upper())
+    n = g.get("n_candidates")
+    cand = f" ({esc(n)} candidate movies)" if isinstance(n, int) else ""
+    if g.get("action") == "ask":
+        cls = g.get("class_name")
+        what = f"<b>{esc(g.get('attribute_name'))}</b>" + (f" ({esc(cls)})" if cls else "")
+        return (
+            f'<div class="guided-question" data-attribute="{esc(g.get("attribute"))}">'
+            f"{policy} asks about {what}{cand}: answer with the buttons or in your own words.</div>"
+        )
+    return f'<div class="guided-question recommend">{policy} recommends now{cand}.</div>'
+
+
 CSS = """
 .tree-panel svg { max-width: 100%; height: auto; }
 .intent-probs, .linked-entities { font-size: 12px; color: #475569; margin-top: 4px; }
@@ -267,4 +288,5 @@ CSS = """
 .movie-card { border: 1px solid #cbd5e1; border-radius: 8px; padding: 8px 10px; font-size: 13px; }
 .movie-card .title { font-weight: 600; font-size: 14px; margin-bottom: 2px; }
 .movie-card .plot { color: #475569; margin-top: 4px; }
+.guided-question { background: #fef9c3; border-radius: 6px; padding: 6px 8px; font-size: 13px; }
 """

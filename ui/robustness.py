@@ -118,8 +118,12 @@ def send(client: Any, text: str, controls: tuple[float, int, int] = (0.5, 5, 10)
     return result, total, first if first is not None else total
 
 
-def send_raw(url: str, text: str, controls: tuple[float, int, int] = (0.5, 5, 10), auth=None) -> tuple[tuple, float]:
+def send_raw(
+    url: str, text: str, controls: tuple[float, int, int, bool] = (0.5, 5, 10, False), auth=None
+) -> tuple[tuple, float]:
     """``/send`` through Gradio's plain HTTP API with ASCII-escaped JSON (for text UTF-8 cannot encode).
+
+    ``controls``: threshold, width, max leaves, guided mode (the plain API needs every input).
 
     ``gradio_client`` encodes requests as UTF-8 and cannot send lone surrogates, while a browser's
     ``JSON.stringify`` sends them as ``\\udXXX`` escapes; this reproduces what the browser sends.

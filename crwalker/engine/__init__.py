@@ -10,7 +10,8 @@ for ev in s.respond("any scary movies like Alien?", WalkControls(threshold=0.5, 
 
 Modules: :mod:`.engine` (models, KG, one turn's reasoning), :mod:`.session` (Algorithm 1 per turn, state),
 :mod:`.feedback` (negative-feedback rules), :mod:`.types` (dataclasses), :mod:`.cards` (movie cards,
-input clean-up), :mod:`.bundle` (release bundle build/verify/load), :mod:`.bench` (chat latency benchmark).
+input clean-up), :mod:`.bundle` (release bundle build/verify/load), :mod:`.bench` (chat latency benchmark),
+:mod:`.guided` (guided mode: a trained Movie-domain policy asks or recommends, ``WalkControls(guided=True)``).
 """
 
 from .engine import Engine

@@ -8,6 +8,9 @@
     <out>/walker/shard-00000.safetensors   walker weights (model only, no optimizer state), fp16
     <out>/generator/shard-00000.safetensors generator weights (full model or LoRA adapter), fp16
     <out>/generator/<json + tokenizer files of the ActConditionedGenerator.save folder>
+    <out>/guide/shard-00000.safetensors     guided mode: trained Movie-domain policy (``--guide``, default
+                                           runs/mcr/movie/scpr; ``--guide ""`` builds without), its FM tables
+                                           and the Movie-dataset <-> KG id mapping (crwalker.policies.guide)
 
 Rules: floating tensors are stored as fp16 (a tensor whose values do not fit fp16 stays fp32) and loaded
 back as fp32; a tensor larger than a shard is split along its first dimension and concatenated on load;
@@ -43,6 +46,7 @@ MAX_FILE_BYTES = int(4.5 * MB)  #: hard cap per file (git limit is 5 MB)
 SHARD_PAYLOAD = MAX_FILE_BYTES - 200_000  #: tensor bytes per shard (room for the safetensors header)
 RELEASE_MAX_TOTAL_MB = 25.0
 GEN_WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
+DEFAULT_GUIDE = "runs/mcr/movie/scpr"  #: guided-mode policy; when this default is absent the bundle has no guide
 FP16_MAX = 65504.0
 
 
@@ -60,6 +64,15 @@ class BuildConfig:
     out: str = field("release/bundle", "Output folder (replaced atomically).")
     results: str = field("results", "Folder with recommendation.json / generation.json whose metrics are copied.")
     max_total_mb: float = field(RELEASE_MAX_TOTAL_MB, "Refuse to write a bundle larger than this (MB, 10^6 bytes).")
+    guide: str = field(
+        DEFAULT_GUIDE,
+        "Guided mode: trained Movie-domain policy run folder ('' = no guide; the default is skipped with a "
+        "warning when absent, any other folder must exist).",
+    )
+    guide_policy: str = field("scpr", "Policy kind of --guide (crwalker.policies.guide.GUIDE_POLICIES).")
+    guide_fm: str = field("", "FM folder of --guide; default <guide>/../fm.")
+    movielens: str = field("data/movielens/ml-latest-small", "MovieLens folder the Movie dataset was built from.")
+    movie_min_attr_items: int = field(2, "--min-attr-items the Movie dataset of --guide was built with.")
 
 
 @dataclasses.dataclass
@@ -200,6 +213,28 @@ def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
         raise BundleError(f"{gen_dir}: expected exactly one of {GEN_WEIGHT_FILES}, found {weight_files}")
     gblobs, gindex = shard_tensors(_load_st(gen_dir / weight_files[0]), "generator")
     files.update(gblobs)
+    guide_entry = None
+    if cfg.guide == DEFAULT_GUIDE and not (Path(cfg.guide) / "policy.json").exists():
+        print(
+            f"warning: {DEFAULT_GUIDE} not found: the bundle gets no guided-mode policy (train it with "
+            "`python -m crwalker.policies.movie_data && python -m crwalker.policies.train --policy scpr "
+            "--dataset movie --episodes 500`)",
+            file=sys.stderr,
+        )
+    elif cfg.guide:
+        from crwalker.policies.guide import GuideConfig, guide_tensors
+
+        gcfg = GuideConfig(
+            policy=cfg.guide_policy, run_dir=cfg.guide, fm_dir=cfg.guide_fm, kg=str(kg_dir), movielens=cfg.movielens,
+            min_attr_items=cfg.movie_min_attr_items, results=str(Path(cfg.results) / "mcr.json"),
+        )  # fmt: skip
+        try:
+            gt, gmeta = guide_tensors(gcfg)
+        except (FileNotFoundError, ValueError) as exc:
+            raise BundleError(f"guide: {exc} (or build without guided mode: --guide '')") from exc
+        qblobs, qindex = shard_tensors(gt, "guide")
+        files.update(qblobs)
+        guide_entry = {**gmeta, "source_sha256": sha256_file(Path(cfg.guide) / "policy.safetensors"), "tensors": qindex}
     for p in sorted(gen_dir.iterdir()):
         if p.is_file() and p.name not in GEN_WEIGHT_FILES and not p.name.startswith("."):
             files[f"generator/{p.name}"] = p.read_bytes()
@@ -213,6 +248,8 @@ def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
             len(b) for f, b in files.items() if f.startswith("generator/") and f not in gblobs
         ),
     }
+    if guide_entry is not None:
+        groups["guide policy"] = sum(len(b) for f, b in files.items() if f.startswith("guide/"))
     total = sum(groups.values())
     limit = int(cfg.max_total_mb * MB)
     if total > limit:
@@ -252,6 +289,7 @@ def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
             "use_act": gen_meta.get("use_act", True),
             "tensors": gindex,
         },
+        "guide": guide_entry,
         "kg": {"folder": str(kg_dir), "n_entities": n_entities},
         **kg_hashes(kg_dir),
         "metrics": _metrics(Path(cfg.results)),
@@ -356,6 +394,25 @@ def load_bundle(folder: str | Path, kg, kg_dir: str | Path, device) -> tuple:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return walker, gen, man
+
+
+def load_guide(folder: str | Path, n_entities: int):
+    """The bundle's guided-mode policy (:class:`~crwalker.policies.guide.MovieGuide`), or ``None`` if it has none.
+
+    Call after :func:`load_bundle` (which verifies the hashes).
+    """
+    from crwalker.policies.guide import MovieGuide
+
+    folder = Path(folder)
+    man = read_json(folder / "manifest.json")
+    entry = man.get("guide")
+    if not entry:
+        return None
+    meta = {k: v for k, v in entry.items() if k != "tensors"}
+    try:
+        return MovieGuide.from_tensors(read_sharded(folder, entry["tensors"]), meta, n_entities)
+    except (KeyError, ValueError) as exc:
+        raise BundleError(f"bundle {folder}: guide policy cannot be loaded: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -86,6 +86,7 @@ class Engine:
         cards: Movie-card factory (name-only cards when ``None``).
         manifest: Provenance of the loaded weights (bundle manifest or checkpoint paths).
         gen_kwargs: Keyword arguments for ``generator.stream`` (``max_new_tokens``, ``top_p``, ``do_sample``).
+        guide: A :class:`~crwalker.policies.guide.MovieGuide` for guided mode (``None``: guided mode is off).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Engine:
         linker=None,
         manifest: dict | None = None,
         gen_kwargs: dict | None = None,
+        guide=None,
     ):
         from kg_build.linker import EntityLinker
 
@@ -116,6 +118,14 @@ class Engine:
         self.manifest = manifest or {}
         self.gen_kwargs = {"max_new_tokens": 50, "top_p": 0.9, "do_sample": True, **(gen_kwargs or {})}
         self._link_lock = threading.Lock()
+        self.guide = guide
+        class_of = kg.class_ids
+        #: generic class (first of the entity's classes, e.g. Actor before Director) of every attribute
+        self.class_of = {
+            e.id: next(class_of[c] for c in e.classes if c in class_of)
+            for e in kg.entities
+            if e.type not in ("movie", "class") and any(c in class_of for c in e.classes)
+        }
         t0 = time.perf_counter()
         with torch.inference_mode():
             self.H = self.walker.entity_embeddings()  # Eq. 2 once: fixed at inference
@@ -136,6 +146,7 @@ class Engine:
         gen_kwargs: dict | None = None,
         check_bert: bool = True,
         linker=None,
+        guide=None,
     ) -> Engine:
         """Load from a release bundle (``bundle=``) or from a walker checkpoint + generator folder.
 
@@ -150,6 +161,8 @@ class Engine:
             gen_kwargs: Decoding options for the generator (``max_new_tokens``, ``top_p``, ``do_sample``).
             check_bert: Refuse an encoder whose fingerprint differs from the one recorded in the bundle.
             linker: An already loaded :class:`~kg_build.linker.EntityLinker` over the same KG (else built here).
+            guide: Guided-mode policy: a :class:`~crwalker.policies.guide.MovieGuide`, or a Movie policy run
+                folder (``runs/mcr/movie/scpr``). Default: the bundle's guide, if it has one.
 
         Raises:
             ValueError: KG or encoder mismatch, or neither ``bundle`` nor ``walker`` + ``generator``.
@@ -162,9 +175,11 @@ class Engine:
         kg_path = Path(kg)
         graph = KnowledgeGraph.load(kg_path)
         if bundle is not None:
-            from .bundle import load_bundle
+            from .bundle import load_bundle, load_guide
 
             model, gen, manifest = load_bundle(bundle, graph, kg_path, dev)
+            if guide is None:
+                guide = load_guide(bundle, len(graph))
         elif walker is not None and generator is not None:
             from crwalker.generation.model import ActConditionedGenerator
 
@@ -190,7 +205,11 @@ class Engine:
         if linker is None:
             linker = EntityLinker.from_kg(graph, **(linker_options or {}))
         cards = CardFactory.from_folder(graph, kg_path)
-        return cls(graph, model, enc, gen, cards, linker, manifest, gen_kwargs)
+        if isinstance(guide, str | Path):
+            from crwalker.policies.guide import GuideConfig, MovieGuide
+
+            guide = MovieGuide.from_run(GuideConfig(run_dir=str(guide), kg=str(kg_path)), len(graph))
+        return cls(graph, model, enc, gen, cards, linker, manifest, gen_kwargs, guide)
 
     def new_session(self):
         """A fresh :class:`~crwalker.engine.session.Session` (its own history, feedback and feature cache)."""

@@ -17,6 +17,11 @@ A turn (:meth:`Session.respond`):
 7. link the reply (system mentions become *mentioned* too, as in the training labels), commit the turn
    to the history and yield ``"done"``.
 
+Guided mode (``WalkControls(guided=True)`` with an engine that has a guide): after step 2 the user's
+answer to the previous guided question is applied, and after step 4 the trained Movie-domain policy's
+decision replaces the walker's intent and tree (ask -> a query act about one attribute, recommend -> the
+policy's candidates re-ranked by the walker); see :mod:`crwalker.engine.guided`.
+
 Nothing is committed before step 7: an exception or an abandoned stream leaves the session unchanged.
 
 Locking: turns of one session are serialised by a per-session turn lock, released *before* the ``done``
@@ -29,11 +34,13 @@ take a short state lock and never wait for a running turn; feedback given while 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from crwalker.data import exchange_pairs
@@ -42,6 +49,7 @@ from crwalker.features import pair_key
 from .cards import clean_user_text
 from .engine import Engine, WalkOutcome
 from .feedback import FEEDBACK_KINDS, Preferences, check_entity
+from .guided import REASONS, GuidedState, question_for
 from .types import TreeNode, TurnEvent, TurnResult, WalkControls
 
 STATE_VERSION = 1
@@ -61,6 +69,7 @@ class Session:
         self.results: list[TurnResult] = []
         self.mentioned: list[int] = []  # first-mention order (user and system)
         self.prefs = Preferences()
+        self.guided = GuidedState()
         self._feats: dict[bytes, torch.Tensor] = {}
         self._turn_lock = threading.Lock()  # one turn at a time (plain Lock: releasable from any thread)
         self._state_lock = threading.Lock()  # short critical sections: commit, feedback, snapshot
@@ -150,6 +159,21 @@ class Session:
         user_movies = [s["entity_id"] for s in linked if s["type"] == "movie"]
         rejected_now += prefs.apply_seen_it(text, [c.entity_id for c in last_rec], user_movies)
         mentioned = list(dict.fromkeys(self.mentioned + [s["entity_id"] for s in linked]))
+        guide = eng.guide if controls.guided else None
+        with self._state_lock:
+            gstate = copy.deepcopy(self.guided)
+        absorbed = None
+        if guide is not None:
+            absorbed = gstate.absorb_user_turn(text, linked, guide.is_attribute, prefs.liked, prefs.rejected)
+            for e in absorbed["reject"]:  # a "no" is a rejection: the negative-feedback rules apply
+                if e not in prefs.rejected:
+                    rejected_now.append(e)
+                prefs.rejected.add(e)
+            for e in absorbed["accept"]:  # a "yes" makes the attribute a mentioned, non-rejected entity
+                prefs.rejected.discard(e)
+            mentioned = list(dict.fromkeys(mentioned + absorbed["accept"]))
+        else:
+            gstate.pending = None  # a question asked in guided mode is not answered in free mode
         t_link = time.perf_counter()
         # 3: encode the last l_max exchanges, reusing cached pair vectors
         turns = self.turns + [{"role": USER, "text": text, "entities": []}]
@@ -164,10 +188,14 @@ class Session:
         movie_ctx = {e for e in mentioned if eng.types[e] == "movie"}
         rec_excl = prefs.recommend_exclusions(eng.types, eng.cands.neighbors) | movie_ctx
         out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl)
+        info = None
+        if guide is not None:
+            out, info = self._guided(out, gstate, prefs, rec_excl, controls, absorbed)
         t_walk = time.perf_counter()
         cpu_reasoning = time.thread_time() - c0
         # 5: the act and the reasoning event
         result = self._result(text, linked, out, set(mentioned), rejected_now)
+        result.guided = info
         result.timings = {
             "link_ms": round(1000 * (t_link - t0), 2),
             "encode_ms": round(1000 * (t_enc - t_link), 2),
@@ -192,6 +220,13 @@ class Session:
             pieces.append(piece)
             yield TurnEvent("token", text=piece)
         reply = "".join(pieces).strip()
+        if info is not None and info["action"] == "ask" and info["attribute_name"].lower() not in reply.lower():
+            # the generator did not name the asked attribute: say it plainly (see crwalker.engine.guided)
+            question = question_for(info["attribute_name"], info["class_name"])
+            piece = ("" if not reply else " " if reply[-1] in ".!?" else ". ") + question
+            reply += piece
+            info["question_appended"] = True
+            yield TurnEvent("token", text=piece)
         if not reply:  # a model may stop at once (EOS first): the user always gets an answer
             reply = EMPTY_REPLY_FALLBACK
             yield TurnEvent("token", text=reply)
@@ -212,6 +247,7 @@ class Session:
             ]
             self.mentioned = mentioned
             self.prefs.merge_turn(start, prefs)  # feedback given during the turn is kept
+            self.guided = gstate
             self.results.append(result)
         yield TurnEvent("done", result=copy.deepcopy(result))
 
@@ -223,6 +259,76 @@ class Session:
                 final = ev.result
         assert final is not None
         return final
+
+    def _guided(
+        self,
+        out: WalkOutcome,
+        gstate: GuidedState,
+        prefs: Preferences,
+        rec_excl: set[int],
+        controls: WalkControls,
+        absorbed: dict,
+    ) -> tuple[WalkOutcome, dict]:
+        """Steps 3-4 of :mod:`crwalker.engine.guided`: the policy's decision as the turn's act (sets ``pending``)."""
+        from crwalker.policies.guide import GuideState
+        from kg_build.acts import ActNode, DialogAct
+
+        from .engine import cap_leaves
+
+        eng, guide = self.engine, self.engine.guide
+        # the chat's entity state: attributes the user named in earlier turns (also before guided mode was
+        # switched on), then this turn's and the confirmed ones; rejected ones are not accepted
+        named = [e for t in self.turns if t["role"] == USER for e in t["entities"] if guide.is_attribute(e)]
+        accepted = [e for e in dict.fromkeys(named + gstate.accepted) if e not in prefs.rejected]
+        rejected_attrs = list(
+            dict.fromkeys(gstate.rejected_attrs + sorted(e for e in prefs.rejected if guide.is_attribute(e)))
+        )
+        decision = guide.decide(GuideState(accepted, rejected_attrs, set(rec_excl), list(gstate.history)))
+        info = {
+            "policy": guide.policy_name,
+            "action": decision.kind,
+            "q_values": list(decision.q_values),
+            "n_candidates": decision.n_candidates,
+            "accepted": accepted,
+            "rejected_attrs": rejected_attrs,
+            "relaxed": list(decision.relaxed),
+            "history": list(gstate.history),
+            "answered": absorbed["answered"],
+            "answered_name": None if absorbed["answered"] is None else eng.names[absorbed["answered"]],
+            "answer": absorbed["answer"],
+            "question_appended": False,
+        }
+        ranked = out.ranked
+        if decision.kind == "ask":
+            a = decision.attribute
+            c = eng.class_of.get(a)
+            nodes = [(c, [a])] if c is not None else [(a, [])]
+            intent = "query"
+            info.update(attribute=a, attribute_name=eng.names[a], class_name=None if c is None else eng.names[c])
+            gstate.pending = {"kind": "ask", "attribute": a}
+        elif not decision.items:  # every movie is excluded: the walker's own turn (it excludes them too)
+            info.update(items=[])
+            return out, info
+        else:
+            intent = "recommend"
+            scores = out.movie_scores[np.searchsorted(eng.cands.movie_ids, np.asarray(decision.items, dtype=np.int64))]
+            order = sorted(range(len(decision.items)), key=lambda i: -float(scores[i]))  # stable: policy order on ties
+            ranked = [(decision.items[i], float(scores[i])) for i in order]
+            shown = [e for e, _ in ranked[: int(controls.width)]]
+            reasons = [e for e in reversed(accepted) if e not in decision.relaxed][:REASONS]
+            nodes = cap_leaves(
+                [(r, list(shown)) for r in reasons] or [(m, []) for m in shown], int(controls.max_leaves)
+            )
+            info.update(items=list(decision.items))
+            gstate.pending = {
+                "kind": "recommend",
+                "items": list(dict.fromkeys(k for e, kids in nodes for k in kids or [e])),
+            }
+        act = DialogAct(
+            intent,
+            tuple(ActNode(e, eng.names[e], tuple(ActNode(k, eng.names[k]) for k in kids)) for e, kids in nodes),
+        )
+        return dataclasses.replace(out, intent=intent, nodes=nodes, hop1_scores={}, ranked=ranked, act=act), info
 
     def _result(
         self, text: str, linked: list[dict], out: WalkOutcome, mentioned: set[int], rejected_now: list[int]
@@ -275,6 +381,7 @@ class Session:
                 "turns": copy.deepcopy(self.turns),
                 "mentioned": list(self.mentioned),
                 "preferences": self.prefs.to_json(),
+                "guided": self.guided.to_json(),
                 "results": [r.to_json() for r in self.results],
             }
 
@@ -300,6 +407,7 @@ class Session:
                 )
             s.mentioned = [check_entity(e, n) for e in state["mentioned"]]
             s.prefs = Preferences.from_json(state["preferences"], n)
+            s.guided = GuidedState.from_json(state.get("guided"), n)  # absent in states saved before guided mode
             s.results = [TurnResult.from_json(r) for r in state["results"]]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed session state: {exc!r}") from exc

@@ -20,11 +20,14 @@ class WalkControls:
         width: ``m``: at most this many entities are selected per hop (>= 1).
         max_leaves: cap on the total number of leaves of the reasoning tree (>= 1); leaves beyond it are
             dropped in preorder (hop-1 nodes left to right, their children left to right).
+        guided: guided mode (:mod:`crwalker.engine.guided`): the engine's trained Movie-domain policy decides
+            whether to ask about an attribute or to recommend; ignored when the engine has no guide.
     """
 
     threshold: float = 0.5
     width: int = 5
     max_leaves: int = 10
+    guided: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.threshold) <= 1.0:
@@ -103,6 +106,11 @@ class TurnResult:
     reply: str = ""
     timings: dict[str, float | None] = field(default_factory=dict)
     rejected_now: list[int] = field(default_factory=list)  # entities this turn's text added to the rejected set
+    #: guided mode only (else None): the policy's decision and what it saw -- ``action`` ("ask"|"recommend"),
+    #: ``attribute``/``attribute_name``/``class_name`` (ask), ``items`` (recommend), ``policy``, ``q_values``,
+    #: ``n_candidates``, ``accepted``, ``rejected_attrs``, ``relaxed``, ``history``, ``answered``/``answer``
+    #: (the user's answer to the previous question), ``question_appended``
+    guided: dict | None = None
 
     def to_json(self) -> dict:
         return {
@@ -118,6 +126,7 @@ class TurnResult:
             "reply": self.reply,
             "timings": dict(self.timings),
             "rejected_now": list(self.rejected_now),
+            "guided": None if self.guided is None else dict(self.guided),
         }
 
     @classmethod
@@ -135,6 +144,7 @@ class TurnResult:
             reply=d.get("reply", ""),
             timings=dict(d.get("timings", {})),
             rejected_now=[int(x) for x in d.get("rejected_now", [])],
+            guided=None if d.get("guided") is None else dict(d["guided"]),
         )
 
 

@@ -21,6 +21,7 @@ import argparse
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +45,32 @@ def norm_title(title: str) -> str:
     return t
 
 
-def build_movie_mcr(
-    kg_dir: str | Path,
-    movielens_dir: str | Path,
-    min_attr_items: int = 2,
-    min_user_items: int = 5,
-    min_rating: float = 4.0,
-    seed: int = 0,
-) -> tuple[MCRData, dict]:
-    """Return (dataset, link statistics)."""
-    kg = KnowledgeGraph.load(kg_dir)
+@dataclass(frozen=True)
+class MovieIndex:
+    """How the Movie MCR dataset maps onto the KG (the ids a chat policy needs).
+
+    Attributes:
+        items_kg: KG entity id of MCR item ``v`` (ascending KG ids).
+        attrs_kg: KG entity id of MCR attribute ``p`` (ascending KG ids).
+        item_attrs_kg: KG movie id -> its KG attribute ids (before the ``min_attr_items`` filter).
+        kg_to_ml: KG movie id -> MovieLens item id (the title + year link).
+    """
+
+    items_kg: list[int]
+    attrs_kg: list[int]
+    item_attrs_kg: dict[int, set[int]]
+    kg_to_ml: dict[int, int]
+
+    def item_attrs(self) -> list[np.ndarray]:
+        """``out[v]``: sorted MCR attribute ids of MCR item ``v`` (the dataset's ``item_attrs``)."""
+        attr_index = {a: i for i, a in enumerate(self.attrs_kg)}
+        return [
+            np.array(sorted(attr_index[a] for a in self.item_attrs_kg[v] if a in attr_index)) for v in self.items_kg
+        ]
+
+
+def movie_index(kg: KnowledgeGraph, movielens_dir: str | Path, min_attr_items: int = 2) -> MovieIndex:
+    """Link KG movies to MovieLens and choose the items and attributes (see module docstring)."""
     ml = Path(movielens_dir)
     movies = list(iter_jsonl(ml / "movies.jsonl"))
     key_to_ml: dict[tuple[str, int | None], list[int]] = defaultdict(list)
@@ -65,9 +82,6 @@ def build_movie_mcr(
             cands = key_to_ml.get((norm_title(e.name), e.year), [])
             if len(cands) == 1:
                 kg_to_ml[e.id] = cands[0]
-    ml_to_kg: dict[int, int] = {}
-    for k, m in kg_to_ml.items():
-        ml_to_kg.setdefault(m, k)
     rel_ids = {kg.relations.index(r) for r in ATTR_RELATIONS if r in kg.relations}
     src, dst = kg.edge_index
     item_attrs_kg: dict[int, set[int]] = defaultdict(set)
@@ -79,8 +93,27 @@ def build_movie_mcr(
         for a in attrs:
             attr_count[a] += 1
     kept_attrs = sorted(a for a, c in attr_count.items() if c >= min_attr_items)
-    attr_index = {a: i for i, a in enumerate(kept_attrs)}
-    items_kg = sorted(v for v, attrs in item_attrs_kg.items() if any(a in attr_index for a in attrs))
+    kept = set(kept_attrs)
+    items_kg = sorted(v for v, attrs in item_attrs_kg.items() if attrs & kept)
+    return MovieIndex(items_kg, kept_attrs, dict(item_attrs_kg), kg_to_ml)
+
+
+def build_movie_mcr(
+    kg_dir: str | Path,
+    movielens_dir: str | Path,
+    min_attr_items: int = 2,
+    min_user_items: int = 5,
+    min_rating: float = 4.0,
+    seed: int = 0,
+) -> tuple[MCRData, dict]:
+    """Return (dataset, link statistics)."""
+    kg = KnowledgeGraph.load(kg_dir)
+    ml = Path(movielens_dir)
+    index = movie_index(kg, ml, min_attr_items)
+    kg_to_ml, items_kg, kept_attrs = index.kg_to_ml, index.items_kg, index.attrs_kg
+    ml_to_kg: dict[int, int] = {}
+    for k, m in kg_to_ml.items():
+        ml_to_kg.setdefault(m, k)
     item_index = {v: i for i, v in enumerate(items_kg)}
     user_items: dict[int, list[int]] = defaultdict(list)
     for r in iter_jsonl(ml / "ratings.jsonl"):
@@ -105,7 +138,7 @@ def build_movie_mcr(
         n_users=len(users),
         n_items=len(items_kg),
         n_attrs=len(kept_attrs),
-        item_attrs=[np.array(sorted(attr_index[a] for a in item_attrs_kg[v] if a in attr_index)) for v in items_kg],
+        item_attrs=index.item_attrs(),
         splits={s: np.asarray(p, dtype=np.int64).reshape(-1, 2) for s, p in splits.items()},
         friends=[np.zeros(0, np.int64) for _ in users],
         likes=[np.zeros(0, np.int64) for _ in users],

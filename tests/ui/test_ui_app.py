@@ -40,7 +40,7 @@ def test_turn_streams_renders_and_is_stored(fake_app):
     turns = fake_app.store.turns(cid)
     assert len(turns) == 1 and turns[0]["user_text"] == "I love Horror <script>alert(1)</script>"
     assert turns[0]["reply"].startswith("How about Alien")
-    assert turns[0]["controls"] == {"threshold": 0.5, "width": 5, "max_leaves": 10}
+    assert turns[0]["controls"] == {"threshold": 0.5, "width": 5, "max_leaves": 10, "guided": False}
     assert {c["entity_id"] for c in turns[0]["recommendations"]} == {"m1", "m2", "m9"}
     assert last["conversation_id"] == cid and last["ids"]["m1"] == "m1"
 
@@ -141,3 +141,54 @@ def test_cli_without_model_exits_with_a_clear_message(tmp_path):
         main(["--bundle", str(tmp_path / "absent"), "--db", str(tmp_path / "c.sqlite3")])
     with pytest.raises(SystemExit, match="needs --generator"):
         main(["--walker", str(tmp_path / "w.safetensors")])
+
+
+def _visible(update) -> bool:
+    return isinstance(update, dict) and update.get("visible") is True
+
+
+def test_guided_question_buttons_and_answer(fake_app):
+    ys = list(fake_app.respond("hi there", [], None, 0.5, 5, 10, True))
+    final = ys[-1]
+    assert not _visible(ys[0][OUT["answer_yes"]])  # hidden while a turn runs
+    assert _visible(final[OUT["answer_yes"]]) and _visible(final[OUT["answer_no"]])
+    q = final[OUT["question"]]
+    assert "guided-question" in q and "<b>Action</b> (Genre)" in q and "FAKE asks about" in q
+    cid, display = ys[0][OUT["conversation_id"]], final[OUT["display"]]
+    assert "Action" in display[-1]["content"]
+    # the Yes button sends "Yes" in guided mode; the next turn recommends and hides the buttons
+    ys = list(fake_app.answer(True, display, cid, 0.5, 5, 10, True))
+    final = ys[-1]
+    assert not _visible(final[OUT["answer_yes"]]) and "recommends now" in final[OUT["question"]]
+    turns = fake_app.store.turns(cid)
+    assert [t["user_text"] for t in turns] == ["hi there", "Yes"]
+    assert turns[0]["controls"]["guided"] is True and turns[0]["intent"] == "query"
+    assert {c["entity_id"] for c in turns[1]["recommendations"]} == {"m3", "m4", "m8"}  # the Action movies
+    assert fake_app.store.load_state(cid)["guided"]["accepted"] == ["Action"]
+    # No: the genre is excluded and the next genre is asked
+    ys = list(fake_app.respond("hello", [], None, 0.5, 5, 10, True))
+    cid2 = ys[0][OUT["conversation_id"]]
+    ys = list(fake_app.answer(False, ys[-1][OUT["display"]], cid2, 0.5, 5, 10, True))
+    assert "<b>Animation</b>" in ys[-1][OUT["question"]] and _visible(ys[-1][OUT["answer_no"]])
+
+
+def test_guided_off_shows_no_question(fake_app):
+    final = list(fake_app.respond("Horror", [], None, 0.5, 5, 10))[-1]
+    assert final[OUT["question"]] == "" and not _visible(final[OUT["answer_yes"]])
+
+
+def test_guided_checkbox_and_answer_api(fake_app, tmp_path):
+    demo = fake_app.build()
+    names = {d.get("api_name") for d in demo.config["dependencies"]}
+    assert {"answer_yes", "answer_no"} <= names
+    box = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "guided"]
+    assert box and box[0]["props"]["interactive"] is True
+    fake_app.engine.guide = None  # an engine without a guide policy: the checkbox is disabled
+    box = [c for c in fake_app.build().config["components"] if c.get("props", {}).get("elem_id") == "guided"]
+    assert box[0]["props"]["interactive"] is False and "not available" in box[0]["props"]["label"]
+
+
+def test_cli_guide_folder_is_checked(tmp_path):
+    cfg = ServeConfig(bundle=str(tmp_path), guide=str(tmp_path / "no-run"))
+    with pytest.raises(FileNotFoundError, match="no policy.json"):
+        load_engine(cfg)

@@ -33,10 +33,13 @@ def _require_browser() -> None:
         pytest.skip(f"playwright-core missing: run `npm ci` in {HARNESS}")
 
 
-def run_browser(url: str, out: Path, message: str, timeout_s: int = 240) -> dict:
-    """Run the node harness; returns its JSON observations (fails the test on a non-zero exit)."""
+def run_browser(url: str, out: Path, message: str, timeout_s: int = 240, guided: bool = False) -> dict:
+    """Run the node harness; returns its JSON observations (fails the test on a non-zero exit).
+
+    ``guided``: afterwards turn guided mode on in a new conversation, wait for the question, click Yes.
+    """
     cmd = ["node", str(HARNESS / "chat_test.mjs"), "--url", url, "--out", str(out), "--message", message,
-           "--chromium", CHROMIUM, "--timeout", str(timeout_s * 1000)]  # fmt: skip
+           "--chromium", CHROMIUM, "--timeout", str(timeout_s * 1000), "--guided", "1" if guided else "0"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 60)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"no result from the browser harness:\n{proc.stdout}\n{proc.stderr}"
@@ -51,13 +54,17 @@ def test_browser_chat_fake_engine(tmp_path):
     app.engine.token_delay = 0.15  # slow enough that the browser sees the reply grow, even on a busy machine
     demo, url = launch(app, "127.0.0.1", free_port(), None, 2, block=False, quiet=True)
     try:
-        res = run_browser(url, tmp_path / "fake.png", "I like Horror movies")
+        res = run_browser(url, tmp_path / "fake.png", "I like Horror movies", guided=True)
     finally:
         demo.close()
     assert res["streamed"] and res["movie_cards"] == 3 and res["tree_nodes"] >= 4
     assert not res["xss_executed"] and res["xss_injected_img"] == 0
     assert (tmp_path / "fake.png").stat().st_size > 10_000
-    assert len(app.store.conversation_ids()) == 1
+    # guided mode: the fake policy asks about Action; Yes -> it recommends the three Action movies
+    assert res["guided_ok"] and "Action" in res["guided_question"] and "Action" in res["guided_reply"]
+    assert res["after_yes_cards"] == 3 and res["after_yes_question"].startswith("FAKE recommends")
+    assert (tmp_path / "fake-guided.png").stat().st_size > 10_000
+    assert len(app.store.conversation_ids()) == 2
 
 
 def test_browser_chat_real_engine(real_server, tmp_path):
@@ -65,8 +72,14 @@ def test_browser_chat_real_engine(real_server, tmp_path):
     url, app = real_server
     out = Path(os.environ.get("CRWALKER_BROWSER_SCREENSHOT", tmp_path / "browser_chat.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    res = run_browser(url, out, "I love scary movies like Alien and The Thing, what else should I watch?")
+    guided = getattr(app.engine, "guide", None) is not None  # the release bundle carries the SCPR guide
+    res = run_browser(
+        url, out, "I love scary movies like Alien and The Thing, what else should I watch?", guided=guided
+    )
     print(json.dumps(res))
     assert res["reply"] and res["tree_nodes"] >= 1 and res["movie_cards"] >= 1
     assert not res["xss_executed"] and res["xss_injected_img"] == 0
     assert out.stat().st_size > 10_000
+    if guided:  # the trained policy asked about an attribute (named in the reply), Yes got the next reply
+        assert res["guided_ok"] and res["guided_act"].startswith("[ Query (")
+        assert res["after_yes_reply"] and res["after_yes_act"].startswith("[")

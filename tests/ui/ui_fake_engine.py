@@ -2,7 +2,9 @@
 
 It links genre/person/movie names by substring over a tiny catalogue, builds a two-hop tree
 (linked attribute -> movies), streams a templated reply word by word and honours feedback. A message
-containing ``__boom__`` raises in the middle of the stream (crash-safety tests).
+containing ``__boom__`` raises in the middle of the stream (crash-safety tests). Guided mode: until the
+user accepted a genre, the fake "policy" asks about the next genre (``Yes`` accepts it, ``No`` excludes
+it), then it recommends movies of the accepted genres.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class WalkControls:
     threshold: float = 0.5
     width: int = 5
     max_leaves: int = 10
+    guided: bool = False
 
 
 @dataclasses.dataclass
@@ -93,6 +96,7 @@ class TurnResult:
     ranked: list[tuple[str, float]]
     reply: str
     timings: dict[str, float]
+    guided: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -118,6 +122,9 @@ class Session:
         self.excluded: set[str] = set()
         self.liked: list[str] = []
         self.recommended: list[str] = []
+        self.accepted: list[str] = []  # guided mode: accepted genres
+        self.asked: list[str] = []
+        self.pending: str | None = None
         self._lock = threading.Lock()
 
     def _link(self, text: str) -> list[dict[str, Any]]:
@@ -145,6 +152,24 @@ class Session:
                 if e["negated"]:
                     self.excluded.add(e["entity_id"])
             attrs = [e for e in linked if e["type"] != "movie" and not e["negated"]]
+            guided = None
+            if getattr(controls, "guided", False):
+                answer = text.strip().lower()
+                if self.pending and answer.startswith("yes"):
+                    self.accepted.append(self.pending)
+                elif self.pending and answer.startswith("no"):
+                    self.excluded.add(f"g:{self.pending}")
+                self.pending = None
+                open_genres = [g for g in GENRES if g not in self.asked and not attrs]
+                if not self.accepted and open_genres:
+                    g = open_genres[0]
+                    self.asked.append(g)
+                    self.pending = g
+                    guided = {"action": "ask", "attribute": f"g:{g}", "attribute_name": g, "class_name": "Genre",
+                              "policy": "fake", "n_candidates": len(MOVIES)}  # fmt: skip
+                else:
+                    attrs += [{"entity_id": f"g:{g}", "name": g, "type": "genre"} for g in self.accepted]
+                    guided = {"action": "recommend", "policy": "fake", "n_candidates": len(MOVIES)}
             tree: list[TreeNode] = []
             recs: list[dict[str, Any]] = []
             for a in attrs[: controls.width]:
@@ -161,6 +186,14 @@ class Session:
                         recs.append(m)
                 tree.append(node)
             intent = "recommend" if recs else ("query" if "?" in text else "chat")
+            if guided and guided["action"] == "ask":
+                intent = "query"
+                g = guided["attribute_name"]
+                tree = [
+                    TreeNode(
+                        "c:Genre", "Genre", "class", 1, False, 0.0, [TreeNode(f"g:{g}", g, "genre", 2, False, 0.0)]
+                    )
+                ]
             cards = [MovieCard(**m) for m in recs]
             act = f"{intent}(" + ", ".join(n.name + "->" + "|".join(c.name for c in n.children) for n in tree) + ")"
             self.turns.append(text)
@@ -177,9 +210,12 @@ class Session:
                 ranked=[(m["entity_id"], 1.0 - i / 10) for i, m in enumerate(recs)],
                 reply="",
                 timings={"link_ms": 0.1, "encode_ms": 0.1, "walk_ms": 0.1},
+                guided=guided,
             )
         yield TurnEvent("reasoning", result=result)
-        if recs:
+        if guided and guided["action"] == "ask":
+            reply = f"Are you in the mood for {guided['attribute_name']} movies?"
+        elif recs:
             reply = "How about " + " or ".join(f"{m['title']} ({m['year']})" for m in recs) + "? <b>enjoy</b>"
         else:
             reply = "Tell me more about what you like."
@@ -217,6 +253,7 @@ class Session:
                 "excluded": sorted(self.excluded),
                 "liked": list(self.liked),
                 "recommended": list(self.recommended),
+                "guided": {"accepted": list(self.accepted), "asked": list(self.asked), "pending": self.pending},
             }
 
     @classmethod
@@ -226,12 +263,15 @@ class Session:
         s.excluded = set(state["excluded"])
         s.liked = list(state["liked"])
         s.recommended = list(state["recommended"])
+        g = state.get("guided") or {}
+        s.accepted, s.asked, s.pending = list(g.get("accepted", [])), list(g.get("asked", [])), g.get("pending")
         return s
 
 
 class FakeEngine:
     def __init__(self, token_delay: float = 0.002):
         self.token_delay = token_delay
+        self.guide = "fake"  # guided mode available (the real engine holds a MovieGuide here)
 
     def new_session(self) -> Session:
         return Session(self)

@@ -27,6 +27,7 @@ def build(tmp_path, walker_ckpt, gen_dir, kg_dir, **kw):
     res = tmp_path / "results"
     res.mkdir(exist_ok=True)
     write_json(res / "recommendation.json", {"cr_walker": {"R@10": 1.0}})
+    kw.setdefault("guide", "")  # no guided-mode policy unless a test passes one
     cfg = B.BuildConfig(
         walker=str(walker_ckpt[0]), generator=str(gen_dir), kg=str(kg_dir), out=str(tmp_path / "bundle"),
         results=str(res), **kw,

@@ -1,11 +1,13 @@
 // Real-browser test of the crwalker chat: headless Debian chromium driven by playwright-core.
 //
 // usage: node chat_test.mjs --url http://127.0.0.1:7860/ --out shot.png [--message "..."] [--chromium /usr/bin/chromium]
-//                          [--timeout 120000] [--user user --password pw]
+//                          [--timeout 120000] [--user user --password pw] [--guided 1 --guided-message "..."]
 // Opens the page, sends a message, checks that the reply is streamed (its text grows over several
 // observations), that the reasoning tree (SVG) and at least one movie card appear, that a hostile message
-// is shown as text (no injected element, no script run), and saves a screenshot. Prints one JSON line
-// with the observations; exits 1 on failure.
+// is shown as text (no injected element, no script run), and saves a screenshot. With --guided 1 it then
+// starts a new conversation, turns guided mode on, sends --guided-message, waits for the policy's question
+// with its Yes / No buttons, clicks Yes and checks that the next reply arrives (screenshot <out>-guided.png).
+// Prints one JSON line with the observations; exits 1 on failure.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import os from "node:os";
@@ -20,6 +22,8 @@ function parseArgs(argv) {
     timeout: 120000,
     user: null,
     password: null,
+    guided: "0",
+    "guided-message": "Hi! What should I watch tonight?",
   };
   for (let i = 2; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, "");
@@ -44,6 +48,18 @@ async function countBotMessages(page) {
 }
 
 async function sendAndWatch(page, text, timeout) {
+  return actAndWatch(
+    page,
+    async () => {
+      await page.locator("#msg textarea").fill(text);
+      await page.locator("#send").click();
+    },
+    timeout,
+  );
+}
+
+// Run `act` (which sends a message) and watch the newest bot message until the status reports the turn.
+async function actAndWatch(page, act, timeout) {
   const before = await countBotMessages(page);
   // Record every state of the newest bot message inside the page (a MutationObserver sees each streamed
   // update even when a fast reply finishes between two of the polls below).
@@ -65,9 +81,7 @@ async function sendAndWatch(page, text, timeout) {
       characterData: true,
     });
   }, before);
-  const box = page.locator("#msg textarea");
-  await box.fill(text);
-  await page.locator("#send").click();
+  await act();
   const seen = [];
   const t0 = Date.now();
   let firstText = null;
@@ -145,6 +159,39 @@ async function main() {
     result.xss_injected_img = await page.locator("#chat img[src='x']").count();
     result.xss_turn_s = xss.totalS;
     result.page_errors = consoleErrors;
+    let guidedOk = true;
+    if (args.guided === "1") {
+      guidedOk = false;
+      await page.locator("#new-conversation").click();
+      await page.waitForFunction(() => document.querySelectorAll("#chat .message-row").length === 0, null, {
+        timeout: args.timeout,
+      });
+      await page.locator("#guided input[type=checkbox]").check();
+      const ask = await sendAndWatch(page, args["guided-message"], args.timeout);
+      await page.locator("#answer-yes").waitFor({ state: "visible", timeout: args.timeout });
+      result.guided_reply = ask.final;
+      result.guided_question = (await page.locator("#question").innerText()).trim();
+      result.guided_act = (await page.locator("#act code").innerText()).slice(0, 200);
+      result.guided_no_button = await page.locator("#answer-no").isVisible();
+      await page.screenshot({ path: args.out.replace(/\.png$/, "") + "-guided.png", fullPage: true });
+      const after = await actAndWatch(page, () => page.locator("#answer-yes").click(), args.timeout);
+      result.after_yes_reply = after.final;
+      result.after_yes_user = await page.evaluate(() => {
+        const users = document.querySelectorAll("#chat .message-row.user-row, #chat [data-testid='user']");
+        return users.length ? users[users.length - 1].innerText.trim() : "";
+      });
+      result.after_yes_status = (await page.locator("#status").innerText()).trim();
+      result.after_yes_act = (await page.locator("#act code").innerText()).slice(0, 200);
+      result.after_yes_question = (await page.locator("#question").innerText()).trim();
+      result.after_yes_cards = await page.locator("#cards .movie-card").count();
+      guidedOk =
+        /asks about/.test(result.guided_question) &&
+        result.guided_no_button &&
+        result.after_yes_user === "Yes" &&
+        result.after_yes_reply.length > 0 &&
+        /^turn 1\b/.test(result.after_yes_status);
+      result.guided_ok = guidedOk;
+    }
     result.ok =
       result.reply.length > 0 &&
       result.streamed &&
@@ -152,7 +199,8 @@ async function main() {
       result.movie_cards >= 1 &&
       result.xss_shown_as_text &&
       !result.xss_executed &&
-      result.xss_injected_img === 0;
+      result.xss_injected_img === 0 &&
+      guidedOk;
   } catch (e) {
     result.error = String(e && e.stack ? e.stack : e);
   } finally {

@@ -36,6 +36,19 @@ class ModelConfig:
     variant: Literal["full", "depth1", "portrait"] = field(
         "full", "full CR-Walker; depth1: hop-2 only (no hop-1 walk); portrait: R-GCN + portrait, no walking."
     )
+    # ---- inference-time calibration (not in the paper; tuned on valid by `python -m crwalker.tune`)
+    intent_log_prior: list[float] = field(
+        [0.0, 0.0, 0.0], "Added to the intent logits (recommend, query, chat) at inference: class-prior correction."
+    )
+    fusion_popularity: float = field(0.0, "Score fusion weight of log(1 + train mention count) (0 = off).")
+    fusion_cooccurrence: float = field(
+        0.0, "Score fusion weight of log(1 + s * sum_c P(m | c)) over earlier-mentioned movies c (0 = off)."
+    )
+    fusion_cooc_scale: float = field(50.0, "s in the co-occurrence term of the score fusion.")
+    fusion_kg: float = field(
+        0.0, "Score fusion weight of log(1 + #mentioned non-movie entities adjacent to m) (0 = off)."
+    )
+    fusion_mentioned: float = field(0.0, "Score fusion weight of 1[m was mentioned before the turn] (0 = off).")
 
 
 @dataclasses.dataclass

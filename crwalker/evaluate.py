@@ -16,6 +16,10 @@ Protocol (also in ``docs/walker.md``):
   KBRD-like). Unless ``--depth1-run`` / ``--portrait-run`` point to models trained with that
   ``--variant``, these two are inference-time ablations of the evaluated model.
 * Width sweep: the full model with ``m`` in ``--widths``.
+* Score fusion (:mod:`crwalker.fusion`, weights chosen on valid by :mod:`crwalker.tune`): when the
+  evaluated checkpoint has non-zero fusion weights, two extra rows show its parts in the same run:
+  ``cr_walker_no_fusion`` (same model, fusion off) and ``fusion_prior_only`` (the priors alone, no walker).
+  The valid-split tuning record is copied to the results JSON (``tuning``).
 
 Outputs: ``--out`` results JSON (percentages, via ``write_results``), ``--plot`` PNG, a Markdown
 table next to the JSON, and per-turn JSONL (``<run>/eval_<split>_turns.jsonl``; not committed):
@@ -38,6 +42,7 @@ from crwalker.config import EvalConfig, model_config_of
 from crwalker.data import build_examples, load_dialogues
 from crwalker.device import resolve_device
 from crwalker.features import attach_features
+from crwalker.fusion import FUSION_OFF, fusion_active
 from crwalker.inference import predict_examples, prediction_metrics, ranking_metrics
 from crwalker.metrics import rank_candidates
 from crwalker.walker import CRWalker
@@ -114,6 +119,19 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
         "scored_pairs": full["scored_pairs"],
     }
 
+    if fusion_active(model.cfg):
+        nf = run_preds(overrides=FUSION_OFF)
+        rows["cr_walker_no_fusion"] = _pct(prediction_metrics(examples, nf))
+        rows_new["cr_walker_no_fusion"] = _pct(prediction_metrics(examples, nf, exclude_mentioned=True))
+        del nf
+        prior_scores = [
+            model.prior.bonus(model.cfg, ex.context, cands.movie_ids, cands.is_movie, cands.neighbors)
+            for ex in examples
+        ]
+        for excl, target in ((False, rows), (True, rows_new)):
+            target["fusion_prior_only"] = _pct(ranking_metrics(examples, kg.movie_ids, prior_scores, excl))
+        del prior_scores
+        extra["fusion"] = {k: getattr(model.cfg, k) for k in FUSION_OFF}
     pop = popularity_scores(Path(cfg.dialogues) / "train.jsonl", kg)
     for excl, target in ((False, rows), (True, rows_new)):
         target["popularity"] = _pct(ranking_metrics(examples, kg.movie_ids, [pop] * len(examples), excl))
@@ -164,7 +182,10 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
         "n_candidates": int(len(kg.movie_ids)),
         "inference_seconds": round(infer_s, 1),
         "features": fstats,
+        "checkpoint": str(run / f"{cfg.checkpoint}.safetensors"),
     }
+    if "tuning" in train_state:
+        payload["tuning"] = train_state["tuning"]
     out = write_results(
         cfg.out,
         payload,

@@ -18,15 +18,19 @@ KS = (1, 10, 50)
 
 
 @contextlib.contextmanager
-def variant_override(model: CRWalker, variant: str | None):
-    """Temporarily run ``model`` as another variant (inference-time ablation)."""
+def config_override(model: CRWalker, **fields):
+    """Temporarily replace ``fields`` of ``model.cfg`` (e.g. ``variant``, fusion weights)."""
     old = model.cfg
-    if variant is not None:
-        model.cfg = dataclasses.replace(old, variant=variant)
+    model.cfg = dataclasses.replace(old, **fields)
     try:
         yield model
     finally:
         model.cfg = old
+
+
+def variant_override(model: CRWalker, variant: str | None):
+    """Temporarily run ``model`` as another variant (inference-time ablation)."""
+    return config_override(model, **({} if variant is None else {"variant": variant}))
 
 
 @torch.inference_mode()
@@ -40,12 +44,17 @@ def predict_examples(
     threshold: float | None = None,
     batch_size: int = 64,
     variant: str | None = None,
+    overrides: dict | None = None,
 ) -> list[TurnPrediction]:
-    """:meth:`CRWalker.predict` over ``examples`` in batches (model in eval mode, one R-GCN pass)."""
+    """:meth:`CRWalker.predict` over ``examples`` in batches (model in eval mode, one R-GCN pass).
+
+    ``variant`` / ``overrides`` temporarily replace config fields (inference-time ablations, fusion off).
+    """
     was_training = model.training
     model.eval()
     out: list[TurnPrediction] = []
-    with variant_override(model, variant):
+    fields = dict(overrides or {}) | ({} if variant is None else {"variant": variant})
+    with config_override(model, **fields):
         H = model.entity_embeddings()
         H_movies = H[model.movie_ids]
         gen = torch.Generator()

@@ -14,6 +14,10 @@ a full ranking of candidate movies.
 
 Loss (Eq. 9/11): ``L = L_int + lambda_1 L_1 + lambda_2 L_2`` with cross-entropy for the intent and
 mean binary cross-entropy over the candidate slots of each hop.
+
+Not in the paper, off by default, tuned on valid by :mod:`crwalker.tune`: the recommend scores can add
+train-only priors to the Eq. 7 logits (:mod:`crwalker.fusion`, :meth:`CRWalker.movie_scores`) and the
+intent logits a class-prior correction at inference (``cfg.intent_log_prior``, :meth:`CRWalker.encode`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch.nn import functional as F
 from crwalker.candidates import INTENT_INDEX, INTENT_NAMES, CandidateSets
 from crwalker.config import ModelConfig
 from crwalker.data import ROOT, WalkerBatch
+from crwalker.fusion import MoviePrior, fusion_active
 from crwalker.model import EntityEncoder, IntentSelector, UserPortrait, UtteranceEncoder
 from kg_build.acts import ActNode, DialogAct
 from kg_build.schema import KnowledgeGraph
@@ -88,7 +93,7 @@ class TurnPrediction:
     act: DialogAct
     hop1_scores: dict[int, float]
     movie_ids: np.ndarray  # all candidate movies
-    movie_scores: np.ndarray  # aligned sigmoid scores (recommend walk)
+    movie_scores: np.ndarray  # aligned float64 scores of the recommend walk (sigmoid of Eq. 7 logit + fusion)
 
 
 class CRWalker(nn.Module):
@@ -105,6 +110,7 @@ class CRWalker(nn.Module):
         self.intent_emb = nn.Embedding(len(INTENT_NAMES), d)
         self.hop1 = WalkerCell(d, with_parent=False)
         self.hop2 = WalkerCell(d, with_parent=True)
+        self.prior = MoviePrior(len(kg.movie_ids))  # score fusion statistics (crwalker.fusion); empty = off
         edge_index, edge_type = kg.tensors()
         self.register_buffer("edge_index", edge_index, persistent=False)
         self.register_buffer("edge_type", edge_type, persistent=False)
@@ -127,10 +133,17 @@ class CRWalker(nn.Module):
         return torch.unique(torch.cat(parts))
 
     def encode(self, batch: WalkerBatch, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(u_t, p_t, intent_logits)`` for a batch."""
+        """``(u_t, p_t, intent_logits)`` for a batch.
+
+        In eval mode the intent logits include ``cfg.intent_log_prior`` (class-prior correction tuned on
+        valid by :mod:`crwalker.tune`; zeros by default), so every inference path uses the same decision.
+        """
         u = self.utterance(batch.utt, batch.utt_len)
         p = self.portrait(H, batch.mentions, batch.mention_mask)
-        return u, p, self.intent_selector(u)
+        logits = self.intent_selector(u)
+        if not self.training and any(self.cfg.intent_log_prior):
+            logits = logits + torch.as_tensor(self.cfg.intent_log_prior, dtype=logits.dtype, device=logits.device)
+        return u, p, logits
 
     def _parent_emb(self, H: torch.Tensor, parents: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
         """``h_{e_j}`` for entity parents; the intent embedding for :data:`ROOT`."""
@@ -223,6 +236,13 @@ class CRWalker(nn.Module):
             )
         return out
 
+    def movie_scores(self, logits: torch.Tensor, context: list[int], cands: CandidateSets) -> np.ndarray:
+        """Recommend scores ``sigmoid(Eq. 7 logit + fusion bonus)`` (float64; bonus 0 when fusion is off)."""
+        z = logits.double().numpy(force=True)
+        if fusion_active(self.cfg):
+            z = z + self.prior.bonus(self.cfg, context, cands.movie_ids, cands.is_movie, cands.neighbors)
+        return torch.sigmoid(torch.from_numpy(z)).numpy()
+
     def _walk(
         self,
         H,
@@ -259,7 +279,7 @@ class CRWalker(nn.Module):
             pt = torch.as_tensor(parents, device=dev)
             zeros = torch.zeros(len(parents), dtype=torch.long, device=dev)
             ctx = self.hop2_context(H, u[None], p[None], pt, zeros, it)
-            movie_scores = torch.sigmoid(H_movies @ ctx.sum(0)).numpy(force=True).copy()
+            movie_scores = self.movie_scores(H_movies @ ctx.sum(0), context, cands)
             mentioned = (set(context) if exclude_mentioned else set()) | banned
             chosen = _select(cands.movie_ids, movie_scores, m, tau, exclude=mentioned)
             if parents == [ROOT]:

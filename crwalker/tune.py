@@ -1,0 +1,225 @@
+"""Choose the inference-time knobs of a trained walker on the VALIDATION split: ``python -m crwalker.tune``.
+
+Tuned (never on test):
+
+* score fusion weights (:mod:`crwalker.fusion`): popularity, co-occurrence, KG-neighbour and
+  re-mention priors added to the Eq. 7 recommend logits, by grid search on ``--select-metric``
+  (default valid Recall@10 over all movies, the protocol of :mod:`crwalker.evaluate`); ties prefer
+  the smaller total weight;
+* the intent class-prior correction ``intent_log_prior`` (added to the Eq. 4 logits) by grid search on
+  valid intent accuracy; ties prefer the smaller correction.
+
+The statistics of the fusion (mention counts, ordered co-occurrence) come from the training dialogues
+and, with ``--use-structured``, the structured ReDial rows allowed for training
+(:func:`data_scripts.redial_structured.training_rows`: never the text valid/test conversations).
+
+Output: ``<run>/<out_stem>.safetensors`` (+ ``.json``): the same weights plus the statistics buffers, the
+config with the chosen values, and ``train_state["tuning"]`` (grid, chosen values, valid metrics before
+and after); ``<run>/<out_stem>_grid.json`` has every grid point. Evaluate it with
+``python -m crwalker.evaluate --run <run> --checkpoint <out_stem>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crwalker.candidates import INTENT_NAMES, CandidateSets
+from crwalker.checkpoint import load_checkpoint, read_checkpoint_doc, save_checkpoint
+from crwalker.config import model_config_of
+from crwalker.data import build_examples, load_dialogues
+from crwalker.device import resolve_device
+from crwalker.features import attach_features
+from crwalker.fusion import FUSION_OFF, movie_statistics
+from crwalker.inference import predict_examples, ranking_metrics
+from crwalker.walker import CRWalker
+from data_scripts.utils.config import field, parse_config, to_dict
+from data_scripts.utils.io import iter_jsonl, write_json
+from kg_build.schema import KnowledgeGraph
+
+FUSION_FIELDS = tuple(FUSION_OFF)
+
+
+@dataclasses.dataclass
+class TuneConfig:
+    """Tune fusion weights and the intent prior of a trained run on valid (`python -m crwalker.tune`)."""
+
+    run: str = field("runs/walker", "Run folder with the checkpoint to tune.")
+    checkpoint: str = field("best", "Checkpoint stem inside the run folder.")
+    out_stem: str = field("tuned", "Stem of the tuned checkpoint written into the run folder.")
+    split: str = field("valid", "Split used for tuning (must not be test).")
+    kg: str = field("data/kg", "Knowledge-graph folder.")
+    labels: str = field("data/labels", "Label folder.")
+    dialogues: str = field("data/redial", "Canonical dialogues folder (train.jsonl gives the statistics).")
+    cache: str = field("cache/features", "Feature cache root.")
+    use_structured: bool = field(True, "Also count the structured ReDial training rows in the fusion statistics.")
+    cooc_scale: float = field(50.0, "s of the co-occurrence term (fixed, not tuned).")
+    grid_popularity: list[float] = field([0.0, 0.25, 0.5, 1.0], "Grid of fusion_popularity.")
+    grid_cooccurrence: list[float] = field([0.0, 0.5, 1.0, 2.0], "Grid of fusion_cooccurrence.")
+    grid_kg: list[float] = field([0.0, 2.0, 4.0, 6.0, 8.0], "Grid of fusion_kg.")
+    grid_mentioned: list[float] = field(
+        [0.0, 4.0, 8.0, 16.0], "Grid of fusion_mentioned (0 only = no re-mention prior)."
+    )
+    intent_bias_range: float = field(1.0, "Intent prior grid: query/chat offsets in [-r, r] step 0.1 (0 = off).")
+    select_metric: str = field("R@10", "Valid ranking metric maximised by the fusion grid.")
+    device: str = field("auto", "'auto', 'cpu', 'cuda:0', ...")
+    threads: int = field(1, "torch.set_num_threads on CPU.")
+    batch_size: int = field(64, "Examples per forward pass.")
+
+
+def gold_ranks(scores: np.ndarray, gold_cols: Sequence[int]) -> np.ndarray:
+    """0-based ranks of ``gold_cols`` in ``scores`` (descending, ties by smaller column = smaller entity id).
+
+    Equivalent to the positions in :func:`crwalker.metrics.rank_candidates` when the candidate ids are sorted.
+    """
+    g = np.asarray(gold_cols, dtype=np.int64)
+    gs = scores[g]
+    higher = (scores[None, :] > gs[:, None]).sum(1)
+    ties = (scores[None, :] == gs[:, None]) & (np.arange(len(scores))[None, :] < g[:, None])
+    return higher + ties.sum(1)
+
+
+def fast_ranking(logits: np.ndarray, gold: list[np.ndarray], ks=(1, 10, 50)) -> dict[str, float]:
+    """Recall@k and coverage (fractions) of ``logits`` ``[T, n]`` with per-turn gold columns (all movies ranked)."""
+    hits = dict.fromkeys(ks, 0)
+    total = 0
+    top1 = set()
+    for z, g in zip(logits, gold, strict=True):
+        if not len(g):
+            continue
+        r = gold_ranks(z, g)
+        total += len(g)
+        for k in ks:
+            hits[k] += int((r < k).sum())
+        top1.add(int(np.argmax(z)))  # first maximum = smallest id
+    out = {f"R@{k}": hits[k] / total if total else 0.0 for k in ks}
+    out["coverage"] = len(top1) / logits.shape[1]
+    return out
+
+
+def statistics_from_data(cfg: TuneConfig, kg: KnowledgeGraph, movie_ids: np.ndarray):
+    """:func:`crwalker.fusion.movie_statistics` over the training dialogues (+ structured training rows)."""
+    by_rid = kg.by_redial_id
+
+    def seqs(rows):
+        for d in rows:
+            yield [[by_rid[r] for r in t.get("movie_ids", []) if r in by_rid] for t in d.get("turns", [])]
+
+    rows = list(iter_jsonl(Path(cfg.dialogues) / "train.jsonl"))
+    if cfg.use_structured:
+        from data_scripts.redial_structured import training_rows
+
+        rows += training_rows(list(iter_jsonl(Path(cfg.dialogues) / "structured_train.jsonl")))
+    return movie_statistics(seqs(rows), movie_ids)
+
+
+def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
+    """Run the search of the module docstring; returns the ``tuning`` record.
+
+    Args:
+        cfg: the configuration.
+        encoder: optional preloaded ``(tokenizer, bert)`` for missing features (tests pass a tiny BERT).
+        log: message sink.
+
+    Raises:
+        ValueError: when asked to tune on the test split.
+    """
+    if cfg.split == "test":
+        raise ValueError("tuning on the test split is not allowed")
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    t0 = time.perf_counter()
+    run = Path(cfg.run)
+    src = run / f"{cfg.checkpoint}.safetensors"
+    doc = read_checkpoint_doc(src)
+    kg = KnowledgeGraph.load(cfg.kg)
+    cands = CandidateSets(kg)
+    mcfg = model_config_of(doc["config"])
+    dlg = load_dialogues(Path(cfg.dialogues) / f"{cfg.split}.jsonl")
+    examples = build_examples(Path(cfg.labels) / f"{cfg.split}.jsonl", dlg, cands, mcfg.history)
+    feats, _ = attach_features(examples, cfg.cache, mcfg.bert, mcfg.bert_max_length, 64, device, encoder, log)
+    off = FUSION_OFF | {"intent_log_prior": [0.0, 0.0, 0.0]}
+    model = CRWalker(dataclasses.replace(mcfg, **off), kg, feats.shape[1])
+    load_checkpoint(src, model)
+    model = model.to(device).eval()
+    model.prior.set_statistics(*statistics_from_data(cfg, kg, cands.movie_ids))
+
+    preds = predict_examples(model, examples, feats, cands, device, batch_size=cfg.batch_size)
+    S = np.stack([p.movie_scores for p in preds]).astype(np.float64)
+    L = np.log(np.clip(S, 1e-300, None)) - np.log(np.clip(1.0 - S, 1e-300, None))
+    del S
+    col = {int(m): i for i, m in enumerate(cands.movie_ids)}
+    gold = [np.asarray(sorted({col[m] for m in e.gold_movies if m in col}), dtype=np.int64) for e in examples]
+    scored = [i for i, g in enumerate(gold) if len(g)]
+    L, gold = L[scored], [gold[i] for i in scored]
+    terms = np.stack(
+        [model.prior.terms(examples[i].context, cands.movie_ids, cands.is_movie, cands.neighbors) for i in scored]
+    ).astype(np.float32)
+    terms[:, 1] = np.log1p(cfg.cooc_scale * terms[:, 1])
+
+    grid = []
+    for w in itertools.product(cfg.grid_popularity, cfg.grid_cooccurrence, cfg.grid_kg, cfg.grid_mentioned):
+        z = L + np.einsum("k,tkn->tn", np.asarray(w, dtype=np.float32), terms) if any(w) else L
+        grid.append({"weights": dict(zip(FUSION_FIELDS, w, strict=True)), **fast_ranking(z, gold)})
+    base = fast_ranking(L, gold)  # fusion off
+    best = max(grid, key=lambda g: (round(g[cfg.select_metric], 6), -sum(g["weights"].values())))
+    log(f"valid {cfg.select_metric}: no fusion {base[cfg.select_metric]:.4f} -> {best[cfg.select_metric]:.4f} {best}")
+
+    probs = np.array([p.intent_probs for p in preds], dtype=np.float64)
+    gold_int = np.array([e.intent for e in examples])
+    lp = np.log(np.clip(probs, 1e-12, None))
+    r = cfg.intent_bias_range
+    steps = np.round(np.arange(-r, r + 1e-9, 0.1), 2) if r > 0 else np.zeros(1)
+    ib = max(
+        ((0.0, float(b1), float(b2)) for b1 in steps for b2 in steps),
+        key=lambda b: (round(float(((lp + np.asarray(b)).argmax(1) == gold_int).mean()), 6), -abs(b[1]) - abs(b[2])),
+    )
+    acc0 = float((lp.argmax(1) == gold_int).mean())
+    acc1 = float(((lp + np.asarray(ib)).argmax(1) == gold_int).mean())
+    log(f"valid intent accuracy {acc0:.4f} -> {acc1:.4f} with log-prior {ib}")
+
+    tuned_cfg = dataclasses.replace(
+        mcfg, **best["weights"], fusion_cooc_scale=cfg.cooc_scale, intent_log_prior=list(ib)
+    )
+    model.cfg = tuned_cfg
+    check = predict_examples(model, examples, feats, cands, device, batch_size=cfg.batch_size)
+    exact = ranking_metrics(examples, cands.movie_ids, [p.movie_scores for p in check], False)
+    exact_new = ranking_metrics(examples, cands.movie_ids, [p.movie_scores for p in check], True)
+    nofus_new = ranking_metrics(examples, cands.movie_ids, [p.movie_scores for p in preds], True)
+    acc_check = float(np.mean([p.intent == INTENT_NAMES[e.intent] for p, e in zip(check, examples, strict=True)]))
+    record = {
+        "split": cfg.split,
+        "source_checkpoint": str(src),
+        "select_metric": cfg.select_metric,
+        "chosen": {**best["weights"], "fusion_cooc_scale": cfg.cooc_scale, "intent_log_prior": list(ib)},
+        "valid_before": {**{k: base[k] for k in ("R@1", "R@10", "R@50", "coverage")}, "intent_acc": acc0},
+        "valid_after": {**{k: exact[k] for k in ("R@1", "R@10", "R@50", "coverage")}, "intent_acc": acc_check},
+        "valid_before_new": {k: nofus_new[k] for k in ("R@1", "R@10", "R@50", "coverage")},
+        "valid_after_new": {k: exact_new[k] for k in ("R@1", "R@10", "R@50", "coverage")},
+        "grid_size": len(grid),
+        "config": to_dict(cfg),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    log(f"valid after tuning (exact protocol): {record['valid_after']}")
+    state = dict(doc.get("train_state", {}))
+    state["tuning"] = record
+    conf = {**doc["config"], **dataclasses.asdict(tuned_cfg)}
+    save_checkpoint(run / f"{cfg.out_stem}.safetensors", model, None, conf, state)
+    write_json(run / f"{cfg.out_stem}_grid.json", sorted(grid, key=lambda g: -g[cfg.select_metric]))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    tune(parse_config(TuneConfig, argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

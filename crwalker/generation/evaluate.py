@@ -91,7 +91,8 @@ class EvalConfig:
     threads: int = field(0, "torch.set_num_threads (0 = leave).")
     rows: list[str] = field(
         ["gold_act", "end_to_end", "no_act"],
-        "Rows to compute (run rows in separate processes with --out part files, then --merge them).",
+        "Rows to compute (run rows in separate processes with --out part files, then --merge them); the pseudo-row "
+        "'latency' only times each --backends checkpoint (run it alone on a quiet machine).",
     )
     merge: list[str] = field([], "Merge these partial results JSONs (from --rows runs) into --out; nothing is run.")
     bench_json: str = field(
@@ -235,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
         if "=" not in spec:
             raise SystemExit(f"--backends entries must be name=folder, got {spec!r}")
         name, path = spec.split("=", 1)
+        if "latency" in cfg.rows:
+            gen = ActConditionedGenerator.load(path, device)
+            backends.setdefault(name, {}).update(latency(gen, examples, cfg))
         if "gold_act" not in cfg.rows and not ("end_to_end" in cfg.rows and name == default):
             continue
         torch.manual_seed(cfg.seed)
@@ -246,11 +250,13 @@ def main(argv: list[str] | None = None) -> dict:
         if "gold_act" in cfg.rows:
             row, turns = run_row(gen, examples, cfg, finder, linker, f"gold_act/{name}")
             write_jsonl(replies_dir / f"gold_act__{name}.jsonl", turns)
-            backends[name] = {
-                **row,
-                **latency(gen, examples, cfg),
-                "train_minutes": gen.meta.get("train", {}).get("train_minutes"),
-            }
+            backends.setdefault(name, {}).update(
+                {
+                    **row,
+                    **({} if "latency" in cfg.rows else latency(gen, examples, cfg)),
+                    "train_minutes": gen.meta.get("train", {}).get("train_minutes"),
+                }
+            )
             if name == default:
                 rows["gold_act"] = row
                 cons["gold_act"] = consistency(turns, examples, finder, kg, model_only=False)
@@ -307,8 +313,10 @@ def merge_parts(cfg: EvalConfig) -> dict:
         raise SystemExit("--merge: the parts were computed on different splits / numbers of turns")
     payload: dict = {"rows": {}, "backends": {}, "movie_consistency": {}, "skipped_no_prediction": 0}
     for part in parts:
-        for key in ("rows", "backends", "movie_consistency"):
+        for key in ("rows", "movie_consistency"):
             payload[key].update(part[key])
+        for name, values in part["backends"].items():  # a latency-only part adds keys to a backend
+            payload["backends"].setdefault(name, {}).update(values)
         payload["skipped_no_prediction"] += part["skipped_no_prediction"] if "end_to_end" in part["rows"] else 0
         payload.setdefault("default_backend", part["default_backend"])
     payload.update(split=parts[0]["split"], n_turns=parts[0]["n_turns"])

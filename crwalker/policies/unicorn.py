@@ -27,6 +27,7 @@ Node ids: users ``[0, U)``, items ``[U, U+I)``, attributes ``[U+I, U+I+A)``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -49,7 +50,9 @@ class GraphState:
 
     ``nodes`` are global node ids; ``edge_index`` [2, E] local ids (one direction; reversed on use);
     ``edge_weight`` [E]; ``accepted`` local ids of ``P_u`` in order; ``actions`` local ids of the action
-    space (items first); ``n_item_actions`` how many of them are items.
+    space (items first); ``n_item_actions`` how many of them are items. ``norm_adj`` optionally caches the
+    graph's Eq. 7 matrix ``D^-1/2 (A + I) D^-1/2`` as local COO ``(rows, cols, values)`` (set by
+    :func:`build_graph`; a replayed state is collated many times, the matrix is computed once).
     """
 
     nodes: np.ndarray
@@ -58,6 +61,15 @@ class GraphState:
     accepted: np.ndarray
     actions: np.ndarray
     n_item_actions: int
+    norm_adj: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def normalized(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The graph's Eq. 7 matrix as local COO (the cached one if present)."""
+        if self.norm_adj is not None:
+            return self.norm_adj
+        ei = self.edge_index.astype(np.int64)
+        n = len(self.nodes)
+        return normalized_adjacency(ei[0], ei[1], self.edge_weight.astype(np.float32), np.arange(n), n)
 
 
 DENSE_MAX_NODES = 512  # batches whose largest graph is bigger use a block-diagonal sparse propagation matrix
@@ -89,10 +101,13 @@ class GraphBatch:
         pos = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(base, lens)
         nodes = np.zeros(n_b * n, np.int64)
         nodes[pos] = np.concatenate([s.nodes for s in states])
-        n_e = np.fromiter((s.edge_index.shape[1] for s in states), np.int64, n_b)
-        ei = np.concatenate([s.edge_index for s in states], axis=1).astype(np.int64) + np.repeat(base, n_e)
-        ew = np.concatenate([s.edge_weight for s in states]).astype(np.float32)
-        rows, cols, val = normalized_adjacency(ei[0], ei[1], ew, pos, n_b * n)
+        # block-diagonal Eq. 7 matrix from each graph's own (cached) matrix: same values as normalising the union
+        coo = [s.normalized() for s in states]
+        nnz = np.fromiter((len(c[0]) for c in coo), np.int64, n_b)
+        shift = np.repeat(base, nnz)
+        rows = np.concatenate([c[0] for c in coo]).astype(np.int64) + shift
+        cols = np.concatenate([c[1] for c in coo]).astype(np.int64) + shift
+        val = np.concatenate([c[2] for c in coo])
         t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(device)  # noqa: E731
         if n <= DENSE_MAX_NODES:
             flat = rows * n + cols - (rows // n) * n  # = b n^2 + i n + j; bincount sums duplicate edges
@@ -110,20 +125,50 @@ class GraphBatch:
         uniq, inverse = np.unique(nodes, return_inverse=True)
         return cls(t(nodes.reshape(n_b, n)), t(uniq), t(inverse.reshape(n_b, n)), adj, t(acc), t(accm), t(act), t(actm))
 
+    def with_actions(self, slots: torch.Tensor) -> GraphBatch:
+        """The same graphs with the action space reduced to one action per graph: ``slots`` [B] indexes
+        ``actions``. A forward pass then computes exactly ``Q(s, a_slot)`` (Eq. 13 is evaluated per action, so
+        the other actions' GCN rows and advantage heads are skipped) -- used where only one action's value is
+        needed: ``Q(s_t, a_t)`` in the loss and the target network's ``Q'(s', argmax_a Q(s', a))`` (Eq. 17)."""
+        act = self.actions.gather(1, slots[:, None])
+        return dataclasses.replace(self, actions=act, action_mask=torch.ones_like(act, dtype=torch.bool))
+
     @property
     def read(self) -> torch.Tensor:
-        """Local slots whose final GCN state is used: ``[accepted | actions]`` [B, La + Lq]."""
-        return torch.cat([self.accepted, self.actions], 1)
+        """Local slots whose final GCN state is used: ``[accepted | actions]`` [B, La + Lq] (computed once)."""
+        if "_read" not in self.__dict__:
+            self.__dict__["_read"] = torch.cat([self.accepted, self.actions], 1)
+        return self.__dict__["_read"]
+
+    @property
+    def adj_read(self) -> torch.Tensor:
+        """Rows ``read`` of the dense propagation matrix [B, La + Lq, n] (gathered once per batch, reused by the
+        online and target networks)."""
+        if "_adj_read" not in self.__dict__:
+            rows_all = torch.arange(self.adj.shape[0], device=self.adj.device)[:, None]
+            self.__dict__["_adj_read"] = self.adj[rows_all, self.read]
+        return self.__dict__["_adj_read"]
 
     def propagate(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``Â x`` for node features ``x`` [B, n, d] (Eq. 7 message passing); ``rows`` [B, k] keeps only those rows."""
         b, n, d = x.shape
         rows_all = torch.arange(b, device=x.device)[:, None]
         if self.adj.layout == torch.strided:
-            a = self.adj if rows is None else self.adj[rows_all, rows]
+            a = self.adj if rows is None else (self.adj_read if rows is self.read else self.adj[rows_all, rows])
             return torch.bmm(a, x)
         out = (self.adj @ x.reshape(b * n, d)).reshape(b, n, d)
         return out if rows is None else out[rows_all, rows]
+
+    def gcn_layer(self, x: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """One Eq. 7 layer on pre-transformed features: ``ReLU(Â x + b)`` for every node, or, with ``weight``,
+        ``ReLU((Â_read x) W^T + b)`` for the ``read`` rows only (bias add fused into the matmul)."""
+        if self.adj.layout != torch.strided:
+            if weight is None:
+                return torch.relu(self.propagate(x) + bias)
+            return torch.relu(nn.functional.linear(self.propagate(x, self.read), weight, bias))
+        if weight is None:
+            return torch.relu(torch.baddbmm(bias, self.adj, x))
+        return torch.relu(nn.functional.linear(torch.bmm(self.adj_read, x), weight, bias))
 
 
 def _pad(seqs: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,13 +273,16 @@ def build_graph(
     wt = np.concatenate([np.ones(len(accepted)), wv, np.ones(int(keep.sum()))])  # user–P_u 1, user–item w_v
     item_slot = np.empty(0, np.int64) if len(gi) == 0 else 1 + np.arange(len(act_i))  # act_i = gi[:k_v]
     actions = np.concatenate([item_slot, a0 + np.searchsorted(attrs_in, act_p)])
+    wt = wt.astype(np.float32)
+    rows, cols, vals = normalized_adjacency(src, dst, wt, np.arange(len(nodes)), len(nodes))
     return GraphState(
         nodes=nodes.astype(np.int32),
         edge_index=np.stack([src, dst]).astype(np.int32),
-        edge_weight=wt.astype(np.float32),
+        edge_weight=wt,
         accepted=acc_local.astype(np.int64),
         actions=actions.astype(np.int64),
         n_item_actions=len(act_i),
+        norm_adj=(rows.astype(np.int32), cols.astype(np.int32), vals),
     )
 
 
@@ -272,15 +320,36 @@ class UnicornQNet(nn.Module):
         for i, conv in enumerate(self.gcn):
             if i == len(self.gcn) - 1 and i > 0:
                 # last layer: only the rows read afterwards (accepted attributes, then actions), as (Â_rows H) W
-                h = torch.relu(conv.lin(b.propagate(h, b.read)) + conv.bias)
+                h = b.gcn_layer(h, conv.bias, conv.lin.weight)
             elif i == len(self.gcn) - 1:
                 h = torch.relu(b.propagate(h, b.read) + conv.bias)
             else:
-                h = torch.relu(b.propagate(h if i == 0 else conv.lin(h)) + conv.bias)
+                h = b.gcn_layer(h if i == 0 else conv.lin(h), conv.bias)
         la = b.accepted.shape[1]
-        out = self.seq(h[:, :la], src_key_padding_mask=~b.accepted_mask)
+        out = self.sequence(h[:, :la], b.accepted_mask)
         m = b.accepted_mask.unsqueeze(-1).to(out.dtype)
         return (out * m).sum(1) / m.sum(1).clamp(min=1), h[:, la:]
+
+    def sequence(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 8-9: the Transformer encoder layer over the accepted attributes ``x`` [B, La, d] (``mask`` True = real).
+
+        With one head (the default) the layer is evaluated directly from ``self.seq``'s parameters -- post-norm,
+        ReLU FFN, no dropout, exactly ``nn.TransformerEncoderLayer``'s computation -- without the generic
+        ``nn.MultiheadAttention`` dispatch, which dominates the cost for these tiny sequences
+        (``test_sequence_matches_torch_encoder``). Other settings call the module.
+        """
+        layer = self.seq.layers[0]
+        attn = layer.self_attn
+        plain = layer.activation is nn.functional.relu and not layer.norm_first and self.seq.norm is None
+        if len(self.seq.layers) != 1 or attn.num_heads != 1 or not plain or layer.dropout.p > 0:
+            return self.seq(x, src_key_padding_mask=~mask)
+        d = x.shape[-1]
+        q, k, v = nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
+        scores = torch.baddbmm(bias.unsqueeze(1), q, k.transpose(1, 2), alpha=d**-0.5)
+        a = attn.out_proj(torch.bmm(torch.softmax(scores, -1), v))
+        x = layer.norm1(x + a)
+        return layer.norm2(x + layer.linear2(torch.relu(layer.linear1(x))))
 
     def forward(self, b: GraphBatch) -> torch.Tensor:
         """Eq. 13: ``Q(s, a) = f_V(s) + f_A(s, h_a)`` for each action slot; invalid slots are -inf.
@@ -371,18 +440,23 @@ def dqn_loss(
     device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Eq. 17 + Eq. 19: importance-weighted squared double-DQN TD error of a replay batch -> (loss, TD per item)."""
-    q_all = net(GraphBatch.collate([b.state for b in batch], device))
-    a = torch.from_numpy(np.fromiter((b.action for b in batch), np.int64, len(batch))).to(q_all.device)
-    q_sa = q_all.gather(1, a[:, None]).squeeze(1)
-    y = torch.from_numpy(np.fromiter((b.reward for b in batch), np.float32, len(batch))).to(q_all.device)
+    b1 = GraphBatch.collate([b.state for b in batch], device)
+    a = torch.from_numpy(np.fromiter((b.action for b in batch), np.int64, len(batch))).to(b1.actions.device)
+    q_sa = net(b1.with_actions(a)).squeeze(1)  # = net(b1).gather(1, a), only the taken action's head is computed
+    y = torch.from_numpy(np.fromiter((b.reward for b in batch), np.float32, len(batch))).to(q_sa.device)
     keep = np.fromiter((b.next_state is not None and not b.done for b in batch), bool, len(batch))
     if keep.any():
         with torch.inference_mode():
             b2 = GraphBatch.collate([b.next_state for b, k in zip(batch, keep, strict=True) if k], device)
-            kt = torch.from_numpy(keep).to(q_all.device)
-            y_next = double_dqn_targets(y[kt], ~kt[kt], net(b2), target(b2), b2.action_mask, gamma)
+            kt = torch.from_numpy(keep).to(q_sa.device)
+            q_on = net(b2)
+            # the target network is only read at the online argmax (Eq. 17): evaluate that action alone and place
+            # it in an otherwise-zero matrix, so double_dqn_targets selects exactly Q'(s', argmax_a Q(s', a))
+            best = q_on.masked_fill(~b2.action_mask, float("-inf")).argmax(1)
+            q_tgt = torch.zeros_like(q_on).scatter_(1, best[:, None], target(b2.with_actions(best)))
+            y_next = double_dqn_targets(y[kt], ~kt[kt], q_on, q_tgt, b2.action_mask, gamma)
         y = y.clone()
-        y[torch.from_numpy(keep).to(q_all.device)] = y_next.clone()
+        y[torch.from_numpy(keep).to(q_sa.device)] = y_next.clone()
     td = y - q_sa
     loss = (torch.from_numpy(weights).to(td.device) * td.pow(2)).mean()
     return loss, td.detach().cpu().numpy()

@@ -85,3 +85,27 @@ def test_unknown_policy_is_explicit(tmp_path):
 def test_movie_without_built_folder_is_explicit(tmp_path):
     with pytest.raises(SystemExit, match="crwalker.policies.movie_data"):
         train.main(_args(tmp_path, "max_entropy", "--dataset", "movie", "--movie-dir", str(tmp_path / "nope")))
+
+
+def test_bench_unicorn_paired_against_itself(tmp_path):
+    """The speed benchmark runs both arms on the same transitions; against itself the parameters stay equal."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from crwalker.policies import bench_unicorn
+    from data_scripts.mcr import load_raw
+
+    data = load_raw(ROOT / "toy")
+    run = tmp_path / "run"
+    run.mkdir()
+    n = data.n_users + data.n_items + data.n_attrs
+    save_file({"emb": np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)}, str(run / "transe.safetensors"))
+    out = tmp_path / "speed.json"
+    ref = Path(bench_unicorn.current.__file__)
+    argv = ["--dataset", "toy", "--data-root", str(ROOT), "--run-dir", str(run), "--reference", str(ref),
+            "--episodes", "2", "--warm", "8", "--batch-size", "4", "--dim", "8", "--hidden", "8", "--out", str(out)]  # fmt: skip
+    assert bench_unicorn.main(argv) == 0
+    res = json.loads(out.read_text())["toy"]
+    assert [r["impl"] for r in res["rows"]] == ["current", "reference"]
+    assert res["max_param_diff"] < 1e-6 and res["same_trajectory_steps"]
+    assert all(r["episodes"] == 2 and r["episodes_per_s"] > 0 for r in res["rows"])

@@ -16,6 +16,7 @@ COMMANDS = {
     "labels": ("kg_build.labels", "dialog-act labels for every ReDial split -> data/labels/"),
     "bench-linking": ("kg_build.bench_linking", "entity-linking benchmark -> results/linking.json"),
     "train-linker": ("kg_build.train_linker", "train the linker's span classifier -> kg_build/resources/*.json"),
+    "train-remakes": ("kg_build.train_remakes", "train the linker's opt-in same-title movie chooser (off by default)"),
     "link": ("kg_build.link_cli", 'print the KG entities linked in "utterance" ... (or stdin lines)'),
 }
 

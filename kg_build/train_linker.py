@@ -35,20 +35,26 @@ from kg_build.span_classifier import DEFAULT_PATH, FEATURES, SpanClassifier, fit
 
 
 @dataclass
-class TrainLinkerConfig:
-    """Train the entity linker's span classifier on ReDial train, select thresholds on valid."""
+class TypedTrainTurns:
+    """Where the linker's learned parts get their data: ReDial train turns with titles typed as the benchmark."""
 
     kg: str = field("data/kg", "KG folder (python -m kg_build build).")
     data: str = field("data/redial", "Canonical ReDial folder with train/valid.jsonl and movies.jsonl.")
-    out: str = field(str(DEFAULT_PATH), "Output JSON (the packaged resource by default).")
     typo_share: float = field(0.2, "Share of eligible typed train titles that get a typo (as the benchmark).")
     typo_min_letters: int = field(5, "Titles with fewer letters never get a typo.")
     seed: int = field(1, "Seed of the train typos (the benchmark uses 0 on valid/test).")
     max_train_turns: int = field(0, "Use only the first N train turns (0 = all).")
+    use_ner: bool = field(True, "Run spaCy NER in the linker (as the benchmark).")
+
+
+@dataclass
+class TrainLinkerConfig(TypedTrainTurns):
+    """Train the entity linker's span classifier on ReDial train, select thresholds on valid."""
+
+    out: str = field(str(DEFAULT_PATH), "Output JSON (the packaged resource by default).")
     l2: float = field(1.0, "Ridge penalty of the logistic regression (standardised features).")
     keep_grid: list[float] = field([0.05, 0.1, 0.15, 0.2, 0.25], "threshold_keep values tried on valid.")
     add_grid: list[float] = field([0.4, 0.5, 0.6, 0.7], "threshold_add values tried on valid (1.01 = never add).")
-    use_ner: bool = field(True, "Run spaCy NER in the linker (as the benchmark).")
     select: str = field("min_pr", "Threshold criterion on valid: 'min_pr' (max of min(P, R): both targets) or 'f1'.")
 
 

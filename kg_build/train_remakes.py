@@ -29,22 +29,16 @@ from kg_build.bench_linking import _load_split, build_typed_turns, link_dialogue
 from kg_build.linker import EntityLinker
 from kg_build.remake_chooser import DEFAULT_PATH, FEATURES, RemakeChooser, fit_conditional_logit, remake_features
 from kg_build.schema import KnowledgeGraph
+from kg_build.train_linker import TypedTrainTurns
 
 
 @dataclass
-class TrainRemakesConfig:
+class TrainRemakesConfig(TypedTrainTurns):
     """Train the entity linker's same-title movie chooser on ReDial train, select its margin on valid."""
 
-    kg: str = field("data/kg", "KG folder (python -m kg_build build).")
-    data: str = field("data/redial", "Canonical ReDial folder with train/valid.jsonl and movies.jsonl.")
     out: str = field(str(DEFAULT_PATH), "Output JSON (the packaged resource by default).")
-    typo_share: float = field(0.2, "Share of eligible typed titles that get a typo (as the benchmark).")
-    typo_min_letters: int = field(5, "Titles with fewer letters never get a typo.")
-    seed: int = field(1, "Seed of the train typos (the benchmark uses 0 on valid/test).")
-    max_train_turns: int = field(0, "Use only the first N train turns (0 = all).")
     l2: float = field(1.0, "Ridge penalty of the conditional logit.")
     margin_grid: list[float] = field([0.0, 0.25, 0.5, 1.0, 2.0], "Switching margins tried on valid.")
-    use_ner: bool = field(True, "Run spaCy NER in the linker (as the benchmark).")
 
 
 def collect_choices(kg: KnowledgeGraph, linker: EntityLinker, turns) -> list[tuple[np.ndarray, np.ndarray, int]]:

@@ -349,6 +349,23 @@ def load_popularity(kg: KnowledgeGraph, path: str | Path | None) -> dict[int, fl
     return pop
 
 
+def _optional_resource(value: str, default: Path, what: str, train_cmd: str, warn: bool) -> Path | None:
+    """Resolve a learned linker resource option: ``""`` = off, ``"default"`` = the packaged file (None, with a
+    warning if ``warn``, when it is missing), anything else = a path that must exist."""
+    if not value:
+        return None
+    path = default if value == "default" else Path(value)
+    if path.exists():
+        return path
+    if value != "default":
+        raise FileNotFoundError(f"{what} {path} not found (python -m kg_build {train_cmd})")
+    if warn:
+        import warnings
+
+        warnings.warn(f"{path} missing: entity linker runs without its {what}", stacklevel=3)
+    return None
+
+
 class EntityLinker:
     """spaCy + rapidfuzz entity linker over a :class:`KnowledgeGraph` (see module docstring)."""
 
@@ -395,15 +412,8 @@ class EntityLinker:
         self._clf: SpanClassifier | None = None
         self._gate_fuzzy = False  # propose typo matches of common titles to the classifier (step 8)
         self._train_mentions: dict[int, int] = {}
-        if not o.span_classifier:
-            return
-        path = SPAN_CLASSIFIER_PATH if o.span_classifier == "default" else Path(o.span_classifier)
-        if not path.exists():
-            if o.span_classifier != "default":
-                raise FileNotFoundError(f"span classifier {path} not found (python -m kg_build train-linker)")
-            import warnings
-
-            warnings.warn(f"{path} missing: entity linker runs without its span classifier", stacklevel=2)
+        path = _optional_resource(o.span_classifier, SPAN_CLASSIFIER_PATH, "span classifier", "train-linker", warn=True)
+        if path is None:
             return
         clf = SpanClassifier.load(path)
         if o.classifier_keep >= 0:
@@ -419,14 +429,9 @@ class EntityLinker:
         o = self.options
         self._remakes: RemakeChooser | None = None
         self._neighbor_cache: dict[int, frozenset[int]] = {}
-        if not o.remake_chooser:
-            return
-        path = REMAKE_CHOOSER_PATH if o.remake_chooser == "default" else Path(o.remake_chooser)
-        if not path.exists():
-            if o.remake_chooser != "default":
-                raise FileNotFoundError(f"remake chooser {path} not found (python -m kg_build.train_remakes)")
-            return
-        self._remakes = RemakeChooser.load(path)
+        path = _optional_resource(o.remake_chooser, REMAKE_CHOOSER_PATH, "remake chooser", "train-remakes", warn=False)
+        if path is not None:
+            self._remakes = RemakeChooser.load(path)
 
     def set_remake_chooser(self, chooser: RemakeChooser | None) -> None:
         """Use ``chooser`` (or none) from now on, e.g. while selecting its margin in training."""

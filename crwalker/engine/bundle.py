@@ -16,7 +16,8 @@ Rules: floating tensors are stored as fp16 (a tensor whose values do not fit fp1
 back as fp32; a tensor larger than a shard is split along its first dimension and concatenated on load;
 no file exceeds :data:`MAX_FILE_BYTES` (4.5 MB, so that every file can live in git); the whole bundle
 must fit ``--max-total-mb`` (25 MB for a release; the build refuses and names the sizes otherwise).
-``verify`` re-hashes every file. Loading refuses a KG whose ``entities.jsonl`` / ``kg.safetensors``
+``verify`` re-hashes every file. ``export-generator --out <dir>`` writes the generator back as an
+``ActConditionedGenerator.save`` folder (for ``crwalker.generation.evaluate``). Loading refuses a KG whose ``entities.jsonl`` / ``kg.safetensors``
 hashes differ from the ones recorded (entity ids would not match the embeddings).
 """
 
@@ -37,7 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from data_scripts.utils.config import field, parse_config
-from data_scripts.utils.io import _umask, read_json, sha256_file, write_json
+from data_scripts.utils.io import _umask, atomic_write, read_json, sha256_file, write_json
 
 SCHEMA_VERSION = 1
 FORMAT = "crwalker-bundle"
@@ -81,6 +82,14 @@ class VerifyConfig:
 
     bundle: str = field("release/bundle", "Bundle folder.")
     kg: str = field("", "Optional KG folder to check against the manifest's KG hashes.")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Write the bundle's generator as a generator checkpoint folder (to evaluate the released model)."""
+
+    bundle: str = field("release/bundle", "Bundle folder.")
+    out: str = field("runs/generation/release", "Output folder (ActConditionedGenerator.save layout).")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -381,19 +390,27 @@ def load_bundle(folder: str | Path, kg, kg_dir: str | Path, device) -> tuple:
     check_kg(man, kg_dir)
     cfg = ModelConfig(**man["walker"]["config"])
     walker = build_walker(cfg, read_sharded(folder, man["walker"]["tensors"]), kg, device)
-    gsd = read_sharded(folder, man["generator"]["tensors"])
     tmp = Path(tempfile.mkdtemp(prefix="crwalker-gen-"))
     try:
-        for p in (folder / "generator").iterdir():
-            if not p.name.startswith("shard-"):
-                shutil.copyfile(p, tmp / p.name)
-        (tmp / man["generator"]["weights_file"]).write_bytes(
-            save({k: v.contiguous() for k, v in gsd.items()}, metadata={"format": "pt"})
-        )
+        write_generator_folder(folder, man, tmp)
         gen = ActConditionedGenerator.load(tmp, device=device)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return walker, gen, man
+
+
+def write_generator_folder(folder: str | Path, manifest: dict, out: str | Path) -> Path:
+    """Materialise the bundle's generator as an ``ActConditionedGenerator.save`` folder (fp16 weights as stored,
+    loaded as fp32) in ``out``, e.g. to evaluate the released generator with ``crwalker.generation.evaluate``."""
+    folder, out = Path(folder), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in (folder / "generator").iterdir():
+        if not p.name.startswith("shard-"):
+            shutil.copyfile(p, out / p.name)
+    gsd = read_sharded(folder, manifest["generator"]["tensors"])
+    with atomic_write(out / manifest["generator"]["weights_file"], "wb") as fh:
+        fh.write(save({k: v.contiguous() for k, v in gsd.items()}, metadata={"format": "pt"}))
+    return out
 
 
 def load_guide(folder: str | Path, n_entities: int):
@@ -419,10 +436,19 @@ def load_guide(folder: str | Path, n_entities: int):
 def main(argv: list[str] | None = None) -> int:
     """``python -m crwalker.engine.bundle {build,verify} [options]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("build", "verify"):
-        print("usage: python -m crwalker.engine.bundle {build,verify} [--help]", file=sys.stderr)
+    if not argv or argv[0] not in ("build", "verify", "export-generator"):
+        print("usage: python -m crwalker.engine.bundle {build,verify,export-generator} [--help]", file=sys.stderr)
         return 2
     cmd, rest = argv[0], argv[1:]
+    if cmd == "export-generator":
+        ecfg = parse_config(ExportConfig, rest)
+        problems = verify_bundle(ecfg.bundle)
+        if problems:
+            print("error: " + "; ".join(problems[:5]), file=sys.stderr)
+            return 1
+        out = write_generator_folder(ecfg.bundle, read_json(Path(ecfg.bundle) / "manifest.json"), ecfg.out)
+        print(f"generator of {ecfg.bundle} written to {out}")
+        return 0
     if cmd == "build":
         cfg = parse_config(BuildConfig, rest)
         if not cfg.generator:

@@ -9,7 +9,8 @@ Rows (all on the same test turns):
 * ``no_act`` -- the same model family trained without acts (``--noact-checkpoint``), the paper's
   "GPT-2" baseline.
 
-Each row: ``BLEU`` (CR-Walker sentence BLEU averaged over turns), ``sacreBLEU`` (corpus), ``Dist-2``,
+Each row: ``BLEU`` (CR-Walker sentence BLEU averaged over turns, NLTK 3.5 smoothing as in the paper's
+environment), ``BLEU_nltk_current`` (the same with the installed NLTK's method 7), ``sacreBLEU`` (corpus), ``Dist-2``,
 ``Dist-3`` (corpus-level as CR-Walker), ``Dist-2_sent``, ``Dist-3_sent`` (sentence-level), ``KF1``,
 ``KP``, ``KR`` (knowledge over generic classes, micro), ``PPL`` (of the gold target under the model;
 with acts the target is the delexicalised reply, without acts the reply with titles -- so PPLs of
@@ -148,6 +149,7 @@ def run_row(
     k = M.knowledge_prf(hyps, refs, linker)
     row = {
         "BLEU": _pct(M.bleu_crwalker(hyps, refs)),
+        "BLEU_nltk_current": _pct(M.bleu_crwalker(hyps, refs, nltk_smoothing="current")),
         "sacreBLEU": _pct(M.corpus_sacrebleu(hyps, refs)),
         "Dist-2": _pct(M.distinct_corpus(hyps, 2)),
         "Dist-3": _pct(M.distinct_corpus(hyps, 3)),

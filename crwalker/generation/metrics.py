@@ -4,6 +4,13 @@
   (default BLEU-4 weights ``(0.25,)*4``, ``SmoothingFunction(epsilon=1e-12).method7``) on text that is
   lower-cased with punctuation turned into spaces (:func:`normalize_answer`), averaged over turns.
   This follows the reference release (``data/metrics.py``: ``bleu`` and ``normalize_answer``).
+  ``nltk_smoothing`` picks the smoothing code: ``"3.5"`` (default, :func:`method7_nltk35`) is method 7 as
+  NLTK <= 3.6.1 implemented it -- the NLTK of the paper's environment (Python 3.6.10 / PyTorch 1.4, 2020;
+  arXiv v1 Oct 2020, before NLTK 3.6.2 rewrote method 4 in April 2021). Its method 4 gives an n-gram order
+  with no match the precision ``(i + k / ln|hyp|) / denominator`` (``i`` the 0-based order), which is much
+  larger than today's ``1 / (2^j k / ln|hyp|) / denominator``, so the same replies score far higher (a
+  sentence can exceed 1). ``"current"`` calls the installed NLTK. Both are reported (``BLEU`` and
+  ``BLEU_nltk_current``).
 * :func:`corpus_sacrebleu` -- standard corpus-level sacreBLEU (13a tokeniser, cased), reported beside it.
 * :func:`distinct_corpus` -- Distinct-n as CR-Walker computes it: number of distinct n-grams over the
   whole corpus divided by the total number of *tokens* (whitespace split of the raw text).
@@ -39,7 +46,53 @@ def normalize_answer(text: str) -> str:
     return " ".join(RE_PUNC.sub(" ", text.lower()).split())
 
 
-def sentence_bleu_crwalker(hypothesis: str, references: Sequence[str]) -> float:
+NLTK_SMOOTHINGS = ("3.5", "current")
+
+
+def method7_nltk35(p_n: Sequence[tuple[int, int]], p5: tuple[int, int], hyp_len: int, k: int = 5) -> list[float]:
+    """NLTK 3.5's ``SmoothingFunction().method7`` (= method 4 then method 5) on modified n-gram precisions.
+
+    Method 4 (NLTK 3.5 code, operator precedence included): an order ``i`` (0-based) with no matching n-gram
+    gets ``(i + k / ln(hyp_len)) / denominator``; ``hyp_len == 1`` divides by ``ln 1 = 0`` and raises
+    ``ZeroDivisionError`` as NLTK did. Method 5: ``p_i' = (m_{i-1} + p_i + p_{i+1}) / 3`` with
+    ``m_{-1} = p_0 + 1``, ``m_i = p_i'`` and ``p_{i+1}`` the method-4 value of the next order (for the last
+    order: the unsmoothed 5-gram precision ``p5``).
+
+    Args:
+        p_n: ``(matches, denominator)`` per order 1..4 as :func:`nltk.translate.bleu_score.modified_precision`
+            gives them (denominator at least 1).
+        p5: the same for 5-grams.
+        hyp_len: Hypothesis length in tokens.
+        k: Method 4's constant (NLTK default 5).
+    """
+    p = [num / den for num, den in p_n]
+    for i, (num, den) in enumerate(p_n):
+        if num == 0 and hyp_len != 0:
+            p[i] = (i + 1 * k / math.log(hyp_len)) / den
+    nxt = p + [p5[0] / p5[1]]
+    prev = p[0] + 1
+    for i in range(len(p)):
+        p[i] = (prev + p[i] + nxt[i + 1]) / 3
+        prev = p[i]
+    return p
+
+
+def _sentence_bleu_nltk35(references: list[list[str]], hypothesis: list[str]) -> float:
+    """NLTK 3.5 ``sentence_bleu`` (BLEU-4, uniform weights) with :func:`method7_nltk35` smoothing."""
+    p_n = []
+    for n in range(1, 5):
+        f = nltk_bleu.modified_precision(references, hypothesis, n)
+        p_n.append((f.numerator, f.denominator))
+    if p_n[0][0] == 0:
+        return 0.0
+    f5 = nltk_bleu.modified_precision(references, hypothesis, 5)
+    hyp_len = len(hypothesis)
+    bp = nltk_bleu.brevity_penalty(nltk_bleu.closest_ref_length(references, hyp_len), hyp_len)
+    p = method7_nltk35(p_n, (f5.numerator, f5.denominator), hyp_len)
+    return bp * math.exp(math.fsum(0.25 * math.log(x) for x in p))
+
+
+def sentence_bleu_crwalker(hypothesis: str, references: Sequence[str], nltk_smoothing: str = "3.5") -> float:
     """CR-Walker's per-turn BLEU.
 
     ``nltk.translate.bleu_score.sentence_bleu([normalize_answer(r).split(" ") for r in references],
@@ -50,12 +103,20 @@ def sentence_bleu_crwalker(hypothesis: str, references: Sequence[str]) -> float:
     Args:
         hypothesis: Generated reply.
         references: Gold replies (usually one).
+        nltk_smoothing: ``"3.5"`` -- method 7 as NLTK 3.5 computed it, the paper's environment
+            (:func:`method7_nltk35`); ``"current"`` -- the installed NLTK.
     """
+    if nltk_smoothing not in NLTK_SMOOTHINGS:
+        raise ValueError(f"nltk_smoothing must be one of {NLTK_SMOOTHINGS}, got {nltk_smoothing!r}")
+    refs = [normalize_answer(r).split(" ") for r in references]
+    hyp = normalize_answer(hypothesis).split(" ")
     try:
+        if nltk_smoothing == "3.5":
+            return float(_sentence_bleu_nltk35(refs, hyp))
         return float(
             nltk_bleu.sentence_bleu(
-                [normalize_answer(r).split(" ") for r in references],
-                normalize_answer(hypothesis).split(" "),
+                refs,
+                hyp,
                 weights=(0.25, 0.25, 0.25, 0.25),
                 smoothing_function=nltk_bleu.SmoothingFunction(epsilon=1e-12).method7,
             )
@@ -64,12 +125,14 @@ def sentence_bleu_crwalker(hypothesis: str, references: Sequence[str]) -> float:
         return 0.0
 
 
-def bleu_crwalker(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+def bleu_crwalker(hypotheses: Sequence[str], references: Sequence[str], nltk_smoothing: str = "3.5") -> float:
     """Mean over turns of :func:`sentence_bleu_crwalker` (one gold reference per turn)."""
     _check_lengths(hypotheses, references)
     if not hypotheses:
         return 0.0
-    return sum(sentence_bleu_crwalker(h, [r]) for h, r in zip(hypotheses, references, strict=False)) / len(hypotheses)
+    return sum(
+        sentence_bleu_crwalker(h, [r], nltk_smoothing) for h, r in zip(hypotheses, references, strict=False)
+    ) / len(hypotheses)
 
 
 def corpus_sacrebleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:

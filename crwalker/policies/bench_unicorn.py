@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = []
     for name, mod in mods:
         net = mod.UnicornQNet(base.net.emb.num_embeddings, mcfg.dim, mcfg.hidden)
-        net.load_state_dict(base.net.state_dict())
+        net.load_state_dict(base.net.state_dict(), strict=False)  # older references lack pref_emb
         pol = mod.UnicornPolicy(net, data.n_users, mcfg.topk, mcfg.k_v, mcfg.k_p, mcfg.graph_items, mcfg.graph_attrs)
         pol.epsilon, pol._n_items, pol.rng = cfg.epsilon, env.n_items, np.random.default_rng([cfg.seed, 1])
         mem = PrioritizedReplay(mcfg.buffer, seed=cfg.seed)

@@ -66,6 +66,13 @@ class MCRConfig:
     graph_attrs: int = field(20, "Cap on candidate-attribute nodes in the dynamic graph (0 = all).")
     embeddings: str = field("transe", "UNICORN init: transe (pretrain on train split), released (lastfm npz), random.")
     transe_epochs: int = field(50, "TransE pretraining epochs.")
+    preference_embeddings: str = field(
+        "pretrained",
+        "UNICORN Eq. 11/12 + graph edge weights from: pretrained (frozen initial vectors) or current (trained table).",
+    )
+    transe_p_norm: float = field(
+        2.0, "TransE distance norm (2: unit-L2 embeddings whose dot products Eq. 11 can use; 1: the L1 variant)."
+    )
     checkpoint_every: int = field(100, "Episodes between checkpoints.")
     snapshot_every: int = field(0, "UNICORN: also keep the Q-network every N episodes in run_dir/snapshots (0 = off).")
     checkpoint: str = field("", "evaluate: a snapshot file to evaluate instead of run_dir/policy.safetensors.")
@@ -128,7 +135,17 @@ def unicorn_init(cfg: MCRConfig, data: MCRData, run: Path) -> np.ndarray | None:
 def make_unicorn(cfg: MCRConfig, data: MCRData, init: np.ndarray | None, device: str) -> UnicornPolicy:
     n_nodes = data.n_users + data.n_items + data.n_attrs
     net = UnicornQNet(n_nodes, cfg.dim, cfg.hidden, init=init).to(device)
-    return UnicornPolicy(net, data.n_users, cfg.topk, cfg.k_v, cfg.k_p, cfg.graph_items, cfg.graph_attrs, device)
+    return UnicornPolicy(
+        net,
+        data.n_users,
+        cfg.topk,
+        cfg.k_v,
+        cfg.k_p,
+        cfg.graph_items,
+        cfg.graph_attrs,
+        device,
+        cfg.preference_embeddings,
+    )
 
 
 def build_policy(cfg: MCRConfig, data: MCRData, fm: FM | None, device: str) -> Policy:
@@ -201,6 +218,13 @@ def load_trained(cfg: MCRConfig, data: MCRData, device: str) -> tuple[Policy, di
     mod = policy_module(policy)
     if mod is not None:
         t = load_tensors(Path(cfg.checkpoint) if cfg.checkpoint else run / "policy.safetensors", device)
-        mod.load_state_dict({k[len("net.") :]: v for k, v in t.items() if k.startswith("net.")})
+        state = {k[len("net.") :]: v for k, v in t.items() if k.startswith("net.")}
+        if cfg.policy == "unicorn":
+            from crwalker.policies.unicorn import upgrade_state_dict
+
+            state = upgrade_state_dict(state)
+            # evaluate as trained: runs without the setting used the current table (== pref_emb after the upgrade)
+            policy.preference = meta.get("config", {}).get("preference_embeddings", "current")
+        mod.load_state_dict(state)
         mod.eval()
     return policy, meta

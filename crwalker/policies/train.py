@@ -57,13 +57,13 @@ def _net_tensors(mod: torch.nn.Module, prefix: str = "net.") -> dict[str, torch.
 def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
     from safetensors.numpy import save as np_save
 
-    from crwalker.policies.unicorn import make_optimizer, train_unicorn
+    from crwalker.policies.unicorn import make_optimizer, train_unicorn, upgrade_state_dict
     from data_scripts.utils.io import atomic_write
 
     info: dict = {}
     t0 = time.time()  # train_minutes includes TransE pretraining
     if cfg.embeddings == "transe" and not (run / "transe.safetensors").exists():
-        emb, st = train_transe(data, cfg.dim, cfg.transe_epochs, seed=cfg.seed, device=device)
+        emb, st = train_transe(data, cfg.dim, cfg.transe_epochs, seed=cfg.seed, device=device, p_norm=cfg.transe_p_norm)
         with atomic_write(run / "transe.safetensors", "wb") as fh:
             fh.write(np_save({"emb": emb}))
         info["transe"] = {**st, "link_auc_test": link_auc(emb, data)}
@@ -76,11 +76,11 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
     if cfg.resume and (run / "policy.json").exists():
         meta = load_policy_meta(run)
         t = load_tensors(run / "policy.safetensors", device)
-        policy.net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
+        policy.net.load_state_dict(upgrade_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")}))
         import copy
 
         target = copy.deepcopy(policy.net)
-        target.load_state_dict({k[7:]: v for k, v in t.items() if k.startswith("target.")})
+        target.load_state_dict(upgrade_state_dict({k[7:]: v for k, v in t.items() if k.startswith("target.")}))
         opt = make_optimizer(policy.net, cfg.lr, cfg.l2)
         load_optimizer_tensors(opt, t)
         start, prev_minutes = int(meta["episode"]), float(meta.get("train_minutes", 0.0))

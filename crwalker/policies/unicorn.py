@@ -5,6 +5,9 @@ Pipeline per dialogue state ``s_t = (u, P_u, P_rej, V_rej)``:
 * :func:`preference_scores` -- Eq. 5/11: ``w_v = σ(e_u·e_v + Σ_{p∈P_u} e_v·e_p)`` for every candidate item.
 * :func:`weighted_entropy` -- Eq. 12: ``w_p = −prob(p) log2 prob(p)`` with
   ``prob(p) = Σ_{v∈V_cand∩V_p} w_v / Σ_{v∈V_cand} w_v``.
+* Embeddings of Eq. 11/12 and the Eq. 6 edge weights: by default the frozen pretrained vectors
+  (``UnicornQNet.pref_emb``, as the reference implementation's environment scores items with the fixed TransE
+  vectors); ``preference="current"`` uses the Q-network's trained table instead.
 * :func:`select_actions` -- §4.3: the action space is the top ``K_v`` items by ``w_v`` plus the top ``K_p``
   attributes of ``P_cand`` by ``w_p`` (K_v = K_p = 10).
 * :func:`build_graph` -- Eq. 4/6, the dynamic weighted graph: nodes ``{u} ∪ P_u ∪ V_cand ∪ P_cand``;
@@ -302,6 +305,10 @@ class UnicornQNet(nn.Module):
         self.emb = nn.Embedding(n_nodes, dim)
         if init is not None:
             self.emb.weight.data.copy_(torch.from_numpy(init))
+        # frozen copy of the initial (pretrained) vectors for Eq. 11 / 12 and the Eq. 6 edge weights: the trainable
+        # table drifts, and Adam's L2 term shrinks rows that are rarely in a batch towards 0 (measured: LastFM user
+        # norms 0.76 -> 0.12 in 1,000 episodes), which destroys the preference ranking the action space is built from
+        self.register_buffer("pref_emb", self.emb.weight.detach().clone())
         self.gcn = nn.ModuleList(GCNConv(dim, dim, normalize=False) for _ in range(gcn_layers))
         layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=hidden, dropout=0.0, batch_first=True)
         self.seq = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
@@ -367,6 +374,16 @@ class UnicornQNet(nn.Module):
         return q.masked_fill(~b.action_mask, float("-inf"))
 
 
+PREFERENCE_SOURCES = ("pretrained", "current")
+
+
+def upgrade_state_dict(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Checkpoints written before ``pref_emb`` existed used the current table for Eq. 11: give them that."""
+    if prefix + "emb.weight" in state and prefix + "pref_emb" not in state:
+        state = {**state, prefix + "pref_emb": state[prefix + "emb.weight"]}
+    return state
+
+
 class UnicornPolicy(Policy):
     """§4.4.3 inference with a trained :class:`UnicornQNet`."""
 
@@ -382,16 +399,23 @@ class UnicornPolicy(Policy):
         graph_items: int = 50,
         graph_attrs: int = 50,
         device: str = "cpu",
+        preference: str = "pretrained",
     ):
+        if preference not in PREFERENCE_SOURCES:
+            raise ValueError(f"preference must be one of {PREFERENCE_SOURCES}, got {preference!r}")
         self.net, self.n_users, self.topk = net, n_users, topk
         self.k_v, self.k_p, self.graph_items, self.graph_attrs, self.device = k_v, k_p, graph_items, graph_attrs, device
+        self.preference = preference
         self.epsilon, self.rng = 0.0, np.random.default_rng(0)
         self._emb = None
 
     def emb(self) -> np.ndarray:
-        """Current node embeddings (cached; call :meth:`refresh` after parameter updates)."""
+        """Node embeddings of the preference score (Eq. 11), the weighted entropy (Eq. 12) and the Eq. 6 edge
+        weights: the frozen pretrained vectors (``preference="pretrained"``, as the reference implementation's
+        environment) or the Q-network's current table (``"current"``; cached, call :meth:`refresh` after updates)."""
         if self._emb is None:
-            self._emb = self.net.emb.weight.detach().cpu().numpy()
+            src = self.net.pref_emb if self.preference == "pretrained" else self.net.emb.weight
+            self._emb = src.detach().cpu().numpy()
         return self._emb
 
     def refresh(self) -> None:

@@ -61,6 +61,13 @@ def test_build_verify_load_round_trip(tmp_path, walker_ckpt, tiny_gen_dir, engin
         torch.testing.assert_close(v, ref[k].half().float())
     r = eng.new_session().say("i like action", WalkControls(0.0, 3, 5))
     assert r.reply
+    # export-generator gives back a generator folder with the bundle's (fp16-rounded) weights
+    from crwalker.generation.model import ActConditionedGenerator
+
+    assert B.main(["export-generator", "--bundle", str(out), "--out", str(tmp_path / "gen_export")]) == 0
+    exported = ActConditionedGenerator.load(tmp_path / "gen_export").model.state_dict()
+    for k, v in eng.generator.model.state_dict().items():
+        torch.testing.assert_close(exported[k], v)
     # tampering is detected
     shard = next(out.glob("walker/shard-*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")

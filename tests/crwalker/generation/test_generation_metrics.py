@@ -11,11 +11,42 @@ def test_normalize_answer_lowercases_and_spaces_punctuation():
     assert M.normalize_answer("Hello, World! It's @me_(2001)") == "hello world it s me 2001"
 
 
+def test_bleu_nltk35_partial_match_hand_computed():
+    # NLTK 3.5 method 4: an order i (0-based) without matches gets (i + k / ln|hyp|) / denominator, k = 5
+    # hyp "a b c d" vs ref "a b c e": p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = (3 + 5 / ln 4) / 1, p5 = 0
+    p4 = 3 + 5 / math.log(4)
+    p1 = (7 / 4 + 3 / 4 + 2 / 3) / 3  # method 5, m_-1 = p1 + 1 = 7/4
+    p2 = (p1 + 2 / 3 + 1 / 2) / 3
+    p3 = (p2 + 1 / 2 + p4) / 3
+    p4s = (p3 + p4 + 0) / 3
+    expected = math.exp(sum(math.log(x) for x in (p1, p2, p3, p4s)) / 4)
+    assert expected > 1  # NLTK 3.5 can score a sentence above 1
+    assert M.sentence_bleu_crwalker("A b c, d!", ["a b c e"]) == pytest.approx(expected, rel=1e-9)
+    assert M.sentence_bleu_crwalker("a b c d", ["a b c e"], nltk_smoothing="3.5") == pytest.approx(expected)
+
+
+def test_bleu_nltk35_edge_cases():
+    # identical sentences: no zero order, so 3.5 and current agree
+    same = M.sentence_bleu_crwalker("a b c d e", ["a b c d e"], nltk_smoothing="current")
+    assert M.sentence_bleu_crwalker("a b c d e", ["a b c d e"]) == pytest.approx(same, rel=1e-12)
+    # one-token hypothesis: NLTK 3.5 divides by ln(1) = 0 -> exception -> 0, like the reference's except
+    assert M.sentence_bleu_crwalker("hi", ["hi"]) == 0.0
+    assert M.sentence_bleu_crwalker("x y z", ["a b c"]) == 0.0
+    # brevity penalty: hyp "a b c d" (4) vs ref of 8 tokens -> exp(1 - 8/4)
+    short = M.sentence_bleu_crwalker("a b c d", ["a b c d e f g h"])
+    p = M.method7_nltk35([(4, 4), (3, 3), (2, 2), (1, 1)], (0, 1), 4)
+    assert short == pytest.approx(math.exp(-1) * math.exp(sum(math.log(x) for x in p) / 4))
+    with pytest.raises(ValueError, match="nltk_smoothing"):
+        M.sentence_bleu_crwalker("a", ["a"], nltk_smoothing="3.4")
+
+
 def test_bleu_identical_sentence_is_method7_smoothed():
     # p_n = 1 for n = 1..5; method5 averages neighbours: m_-1 = p1 + 1 = 2
     # p1' = (2 + 1 + 1)/3 = 4/3, p2' = (4/3 + 1 + 1)/3 = 10/9, p3' = 28/27, p4' = 82/81; BP = 1
     expected = math.exp(sum(math.log(x) for x in (4 / 3, 10 / 9, 28 / 27, 82 / 81)) / 4)
-    assert M.sentence_bleu_crwalker("A b, c d e!", ["a b c d e"]) == pytest.approx(expected, rel=1e-9)
+    assert M.sentence_bleu_crwalker("A b, c d e!", ["a b c d e"], nltk_smoothing="current") == pytest.approx(
+        expected, rel=1e-9
+    )
 
 
 def test_bleu_partial_match_hand_computed():
@@ -27,7 +58,9 @@ def test_bleu_partial_match_hand_computed():
     p3 = (p2 + 1 / 2 + p4) / 3
     p4s = (p3 + p4 + 0) / 3
     expected = math.exp(sum(math.log(x) for x in (p1, p2, p3, p4s)) / 4)
-    assert M.sentence_bleu_crwalker("a b c d", ["a b c e"]) == pytest.approx(expected, rel=1e-9)
+    assert M.sentence_bleu_crwalker("a b c d", ["a b c e"], nltk_smoothing="current") == pytest.approx(
+        expected, rel=1e-9
+    )
 
 
 def test_bleu_no_overlap_and_empty_are_zero_and_mean_over_turns():

@@ -226,3 +226,30 @@ def test_dqn_gradients_match_pyg_reference(toy, emb, monkeypatch, dense_max):
             assert (a is None or not a.abs().sum()) and (b is None or not b.abs().sum())
         else:
             assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_preference_embeddings_stay_pretrained_while_the_table_trains(toy, emb):
+    """Eq. 11 reads the frozen initial vectors by default; ``preference="current"`` follows the trained table."""
+    env = MCREnv(toy, topk=2)
+    net = UnicornQNet(U + NI + A, 8, 16, init=emb)
+    pol = UnicornPolicy(net, U, topk=2, k_v=2, k_p=2, graph_items=0, graph_attrs=0)
+    cur = UnicornPolicy(net, U, topk=2, k_v=2, k_p=2, graph_items=0, graph_attrs=0, preference="current")
+    train_unicorn(pol, env, toy.splits["train"], episodes=4, batch_size=4, lr=1e-2)
+    assert not np.allclose(net.emb.weight.detach().numpy(), emb)  # the table moved ...
+    np.testing.assert_array_equal(pol.emb(), emb)  # ... the preference vectors did not
+    cur.refresh()
+    np.testing.assert_array_equal(cur.emb(), net.emb.weight.detach().numpy())
+    assert "pref_emb" in net.state_dict() and all(n != "pref_emb" for n, _ in net.named_parameters())
+    with pytest.raises(ValueError, match="preference"):
+        UnicornPolicy(net, U, preference="trained")
+
+
+def test_legacy_checkpoints_get_their_current_table_as_preference(emb):
+    from crwalker.policies.unicorn import upgrade_state_dict
+
+    net = UnicornQNet(U + NI + A, 8, 16, init=emb)
+    legacy = {k: v for k, v in net.state_dict().items() if k != "pref_emb"}
+    legacy["emb.weight"] = legacy["emb.weight"] + 1.0
+    fresh = UnicornQNet(U + NI + A, 8, 16)
+    fresh.load_state_dict(upgrade_state_dict(legacy))
+    assert torch.equal(fresh.pref_emb, legacy["emb.weight"])

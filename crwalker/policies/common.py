@@ -64,7 +64,11 @@ class MCRConfig:
     k_p: int = field(10, "K_p: attribute actions.")
     graph_items: int = field(20, "Cap on candidate-item nodes in the dynamic graph (0 = all; CPU speed).")
     graph_attrs: int = field(20, "Cap on candidate-attribute nodes in the dynamic graph (0 = all).")
-    embeddings: str = field("transe", "UNICORN init: transe (pretrain on train split), released (lastfm npz), random.")
+    embeddings: str = field(
+        "transe",
+        "UNICORN init: transe (pretrain on train split), fm (the baselines' BPR-trained FM tables, whose dot products "
+        "are Eq. 11's score), released (lastfm npz), random.",
+    )
     transe_epochs: int = field(50, "TransE pretraining epochs.")
     preference_embeddings: str = field(
         "pretrained",
@@ -122,6 +126,15 @@ def unicorn_init(cfg: MCRConfig, data: MCRData, run: Path) -> np.ndarray | None:
     if cfg.embeddings == "released":
         e = load_transe(Path(cfg.data_root) / cfg.dataset / "transe_embeddings.npz", data)
         return np.concatenate([e["user"], e["item"], e["attr"]])
+    if cfg.embeddings == "fm":
+        # Eq. 11 (w_v = σ(e_u·e_v + Σ_p e_v·e_p)) is exactly the FM's score (EAR Eq. 1), so the BPR-trained FM
+        # tables of the baselines (shared cache, train split only) are vectors whose dot products Eq. 11 can use
+        from crwalker.policies.fm import load_or_train_fm
+
+        if cfg.fm_dim != cfg.dim:
+            raise SystemExit(f"--embeddings fm needs --fm-dim ({cfg.fm_dim}) == --dim ({cfg.dim})")
+        fm = load_or_train_fm(data, cfg.fm_path(), cfg.fm_config())
+        return np.concatenate([fm.user, fm.item, fm.attr]).astype(np.float32)
     if cfg.embeddings == "transe":
         from safetensors.numpy import load_file
 
@@ -129,7 +142,7 @@ def unicorn_init(cfg: MCRConfig, data: MCRData, run: Path) -> np.ndarray | None:
         if path.exists():
             return load_file(str(path))["emb"]
         raise FileNotFoundError(f"{path}: TransE embeddings missing; run train (it pretrains them)")
-    raise SystemExit(f"unknown --embeddings {cfg.embeddings!r}; use transe, released or random")
+    raise SystemExit(f"unknown --embeddings {cfg.embeddings!r}; use transe, fm, released or random")
 
 
 def make_unicorn(cfg: MCRConfig, data: MCRData, init: np.ndarray | None, device: str) -> UnicornPolicy:

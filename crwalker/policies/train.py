@@ -86,6 +86,8 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
         start, prev_minutes = int(meta["episode"]), float(meta.get("train_minutes", 0.0))
         policy.refresh()
         print(f"resumed at episode {start}")
+    elif cfg.embeddings == "fm":  # train_minutes counts the FM's recorded training time (it may come from the cache)
+        t0 -= float(read_json(cfg.fm_path() / "fm.json").get("train_seconds", 0.0))
 
     def checkpoint(ep: int, opt_: torch.optim.Optimizer, target_: torch.nn.Module) -> None:
         if cfg.snapshot_every > 0 and ep % cfg.snapshot_every == 0:

@@ -47,6 +47,29 @@ def test_unicorn_train_resume_evaluate(tmp_path):
     assert evaluate.main(_args(tmp_path, "unicorn", "--dim", "8", "--hidden", "8")) == 0
 
 
+def test_unicorn_fm_embeddings_initialise_from_the_shared_fm(tmp_path):
+    """``--embeddings fm``: the node table and the frozen preference vectors start as the FM's user/item/attr rows."""
+    from crwalker.policies.common import MCRConfig, load_data, unicorn_init
+    from crwalker.policies.fm import FM
+    from data_scripts.utils.config import parse_config
+
+    extra = ["--embeddings", "fm", "--episodes", "2", "--batch-size", "4", "--dim", "8", "--hidden", "8"]
+    assert train.main(_args(tmp_path, "unicorn", *extra)) == 0
+    fm = FM.load(tmp_path / "fm")
+    cfg = parse_config(MCRConfig, _args(tmp_path, "unicorn", *extra))
+    init = unicorn_init(cfg, load_data(cfg), tmp_path / "unicorn")
+    assert init.shape == (len(fm.user) + len(fm.item) + len(fm.attr), 8)
+    assert (init[: len(fm.user)] == fm.user).all() and (init[-len(fm.attr) :] == fm.attr).all()
+    meta = json.loads((tmp_path / "unicorn" / "policy.json").read_text())
+    fm_minutes = json.loads((tmp_path / "fm" / "fm.json").read_text())["train_seconds"] / 60
+    assert meta["train_minutes"] >= fm_minutes  # the FM's training time is counted
+    assert evaluate.main(_args(tmp_path, "unicorn", *extra)) == 0
+    with pytest.raises(SystemExit, match="fm-dim"):
+        unicorn_init(
+            parse_config(MCRConfig, _args(tmp_path, "unicorn", "--embeddings", "fm", "--dim", "16")), None, tmp_path
+        )
+
+
 def test_unicorn_snapshots_curve_and_report(tmp_path):
     from crwalker.policies import report
 

@@ -70,6 +70,11 @@ class MCRConfig:
         "are Eq. 11's score), released (lastfm npz), random.",
     )
     transe_epochs: int = field(50, "TransE pretraining epochs.")
+    inference_rule: bool = field(
+        True,
+        "UNICORN inference: recommend when <= K candidates remain or at the last turn (the reference implementation's "
+        "test-time rule); false = argmax Q only.",
+    )
     preference_embeddings: str = field(
         "pretrained",
         "UNICORN Eq. 11/12 + graph edge weights from: pretrained (frozen initial vectors) or current (trained table).",
@@ -158,6 +163,7 @@ def make_unicorn(cfg: MCRConfig, data: MCRData, init: np.ndarray | None, device:
         cfg.graph_attrs,
         device,
         cfg.preference_embeddings,
+        cfg.inference_rule,
     )
 
 

@@ -21,8 +21,9 @@ Pipeline per dialogue state ``s_t = (u, P_u, P_rej, V_rej)``:
 * :func:`train_unicorn` -- double DQN (Eq. 17) with soft target update (Eq. 18, τ = 0.01),
   prioritized replay (Eq. 19), buffer 50,000, batch 128, Adam lr 1e-4, L2 1e-6, γ = 0.999,
   ε-greedy exploration.
-* :class:`UnicornPolicy` -- §4.4.3 inference: take ``argmax_a Q``; an item action recommends the top-K
-  items of the action space ranked by Q, an attribute action asks it.
+* :class:`UnicornPolicy` -- §4.4.3 inference: take ``argmax_a Q`` (plus the reference implementation's rule:
+  recommend when at most K candidates remain or at the last turn, :meth:`UnicornPolicy.must_recommend`); an
+  item action recommends the top-K items of the action space ranked by Q, an attribute action asks it.
 
 Node ids: users ``[0, U)``, items ``[U, U+I)``, attributes ``[U+I, U+I+A)``.
 """
@@ -400,12 +401,14 @@ class UnicornPolicy(Policy):
         graph_attrs: int = 50,
         device: str = "cpu",
         preference: str = "pretrained",
+        inference_rule: bool = True,
     ):
         if preference not in PREFERENCE_SOURCES:
             raise ValueError(f"preference must be one of {PREFERENCE_SOURCES}, got {preference!r}")
         self.net, self.n_users, self.topk = net, n_users, topk
         self.k_v, self.k_p, self.graph_items, self.graph_attrs, self.device = k_v, k_p, graph_items, graph_attrs, device
         self.preference = preference
+        self.inference_rule = inference_rule
         self.epsilon, self.rng = 0.0, np.random.default_rng(0)
         self._emb = None
 
@@ -443,10 +446,24 @@ class UnicornPolicy(Policy):
     def begin(self, env, state, session_id):
         self._n_items = env.n_items
 
+    def must_recommend(self, env: MCREnv, state: State, g: GraphState) -> bool:
+        """Inference rule of the reference implementation (its ``select_action`` with ``is_test``), applied when
+        ``self.inference_rule``: recommend when at most K candidate items remain (the list then holds the target
+        for sure) or at the last turn (a question there can no longer lead to a success)."""
+        if not self.inference_rule or self.epsilon > 0 or g.n_item_actions == 0:
+            return False
+        return int(state.cand_items.sum()) <= self.topk or state.turn >= env.max_turn - 1
+
+    def item_slot(self, g: GraphState, q: np.ndarray) -> int:
+        """The best item action by Q (its recommendation lists the item actions in Q order)."""
+        return int(np.argmax(q[: g.n_item_actions]))
+
     def act(self, env, state):
         self._n_items = env.n_items
         g = self.graph(env, state)
         slot, q = self.choose(g)
+        if self.must_recommend(env, state, g):
+            slot = self.item_slot(g, q)
         return self.to_action(g, slot, q)
 
 
@@ -604,7 +621,8 @@ def run_sessions_batched(
         still = []
         for k, j in enumerate(live):
             g, qk = graphs[k], q[k, : len(graphs[k].actions)]
-            envs[j].step(policy.to_action(g, int(np.argmax(qk)), qk))
+            slot = policy.item_slot(g, qk) if policy.must_recommend(envs[j], envs[j].state, g) else int(np.argmax(qk))
+            envs[j].step(policy.to_action(g, slot, qk))
             if not envs[j].done:
                 still.append(j)
                 continue

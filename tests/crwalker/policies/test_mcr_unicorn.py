@@ -253,3 +253,27 @@ def test_legacy_checkpoints_get_their_current_table_as_preference(emb):
     fresh = UnicornQNet(U + NI + A, 8, 16)
     fresh.load_state_dict(upgrade_state_dict(legacy))
     assert torch.equal(fresh.pref_emb, legacy["emb.weight"])
+
+
+def test_inference_rule_recommends_with_few_candidates_or_at_the_last_turn(toy, emb):
+    """The reference implementation's test-time rule: <= K candidates or the last turn -> recommend."""
+    env = MCREnv(toy, max_turn=15, topk=2)
+    net = UnicornQNet(U + NI + A, 8, 16, init=emb)
+    pol = UnicornPolicy(net, U, topk=2, k_v=2, k_p=2, graph_items=0, graph_attrs=0)
+    off = UnicornPolicy(net, U, topk=2, k_v=2, k_p=2, graph_items=0, graph_attrs=0, inference_rule=False)
+    st = env.reset(0, 3, session_id=0)
+    g = pol.graph(env, st)
+    n_cand = int(st.cand_items.sum())
+    assert n_cand > 2 and g.n_item_actions > 0
+    assert not pol.must_recommend(env, st, g)
+    st.turn = 14  # the 15th and last system turn
+    assert pol.must_recommend(env, st, g) and not off.must_recommend(env, st, g)
+    pol.epsilon = 0.1  # never while exploring (training)
+    assert not pol.must_recommend(env, st, g)
+    pol.epsilon, st.turn = 0.0, 0
+    st.cand_items[:] = False
+    st.cand_items[[3, 4]] = True  # two candidates <= K
+    g = pol.graph(env, st)
+    assert pol.must_recommend(env, st, g)
+    kind, items = pol.act(env, st)
+    assert kind == "rec" and sorted(items) == [3, 4]

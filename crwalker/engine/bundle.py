@@ -17,7 +17,8 @@ back as fp32; a tensor larger than a shard is split along its first dimension an
 no file exceeds :data:`MAX_FILE_BYTES` (4.5 MB, so that every file can live in git); the whole bundle
 must fit ``--max-total-mb`` (25 MB for a release; the build refuses and names the sizes otherwise).
 ``verify`` re-hashes every file. ``export-generator --out <dir>`` writes the generator back as an
-``ActConditionedGenerator.save`` folder (for ``crwalker.generation.evaluate``). Loading refuses a KG whose ``entities.jsonl`` / ``kg.safetensors``
+``ActConditionedGenerator.save`` folder (for ``crwalker.generation.evaluate``), ``export-walker --out <dir>``
+the walker as ``<dir>/tuned.safetensors`` (for ``crwalker.evaluate --run <dir> --checkpoint tuned``). Loading refuses a KG whose ``entities.jsonl`` / ``kg.safetensors``
 hashes differ from the ones recorded (entity ids would not match the embeddings).
 """
 
@@ -86,10 +87,14 @@ class VerifyConfig:
 
 @dataclasses.dataclass
 class ExportConfig:
-    """Write the bundle's generator as a generator checkpoint folder (to evaluate the released model)."""
+    """Write the bundle's generator (a generator checkpoint folder) or walker (a run folder) to evaluate them."""
 
     bundle: str = field("release/bundle", "Bundle folder.")
-    out: str = field("runs/generation/release", "Output folder (ActConditionedGenerator.save layout).")
+    out: str = field(
+        "runs/release",
+        "Output folder (export-generator: ActConditionedGenerator.save layout; export-walker: run folder).",
+    )
+    kg: str = field("data/kg", "export-walker: the KG the bundle was built on (its hashes are checked).")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -399,6 +404,29 @@ def load_bundle(folder: str | Path, kg, kg_dir: str | Path, device) -> tuple:
     return walker, gen, man
 
 
+def write_walker_checkpoint(folder: str | Path, manifest: dict, kg_dir: str | Path, out: str | Path) -> Path:
+    """Write the bundle's walker (with its fusion statistics) as ``<out>/tuned.safetensors`` in the
+    :mod:`crwalker.checkpoint` format plus ``<out>/features.json``, so ``python -m crwalker.evaluate --run <out>
+    --checkpoint tuned`` evaluates the released model."""
+    from crwalker.checkpoint import save_checkpoint
+    from crwalker.config import ModelConfig
+    from kg_build.schema import KnowledgeGraph
+
+    from .engine import build_walker
+
+    check_kg(manifest, kg_dir)
+    cfg = ModelConfig(**manifest["walker"]["config"])
+    walker = build_walker(
+        cfg, read_sharded(Path(folder), manifest["walker"]["tensors"]), KnowledgeGraph.load(kg_dir), "cpu"
+    )
+    out = Path(out)
+    path = save_checkpoint(
+        out / "tuned.safetensors", walker, None, dataclasses.asdict(cfg), manifest["walker"].get("train_state", {})
+    )
+    write_json(out / "features.json", {"fingerprint": manifest.get("bert_fingerprint"), "source": str(folder)})
+    return path
+
+
 def write_generator_folder(folder: str | Path, manifest: dict, out: str | Path) -> Path:
     """Materialise the bundle's generator as an ``ActConditionedGenerator.save`` folder (fp16 weights as stored,
     loaded as fp32) in ``out``, e.g. to evaluate the released generator with ``crwalker.generation.evaluate``."""
@@ -436,18 +464,25 @@ def load_guide(folder: str | Path, n_entities: int):
 def main(argv: list[str] | None = None) -> int:
     """``python -m crwalker.engine.bundle {build,verify} [options]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("build", "verify", "export-generator"):
-        print("usage: python -m crwalker.engine.bundle {build,verify,export-generator} [--help]", file=sys.stderr)
+    if not argv or argv[0] not in ("build", "verify", "export-generator", "export-walker"):
+        print(
+            "usage: python -m crwalker.engine.bundle {build,verify,export-generator,export-walker} [--help]",
+            file=sys.stderr,
+        )
         return 2
     cmd, rest = argv[0], argv[1:]
-    if cmd == "export-generator":
+    if cmd in ("export-generator", "export-walker"):
         ecfg = parse_config(ExportConfig, rest)
-        problems = verify_bundle(ecfg.bundle)
+        problems = verify_bundle(ecfg.bundle, ecfg.kg if cmd == "export-walker" else None)
         if problems:
             print("error: " + "; ".join(problems[:5]), file=sys.stderr)
             return 1
-        out = write_generator_folder(ecfg.bundle, read_json(Path(ecfg.bundle) / "manifest.json"), ecfg.out)
-        print(f"generator of {ecfg.bundle} written to {out}")
+        man = read_json(Path(ecfg.bundle) / "manifest.json")
+        if cmd == "export-generator":
+            out = write_generator_folder(ecfg.bundle, man, ecfg.out)
+        else:
+            out = write_walker_checkpoint(ecfg.bundle, man, ecfg.kg, ecfg.out)
+        print(f"{cmd[len('export-') :]} of {ecfg.bundle} written to {out}")
         return 0
     if cmd == "build":
         cfg = parse_config(BuildConfig, rest)

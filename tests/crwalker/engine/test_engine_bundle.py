@@ -68,6 +68,15 @@ def test_build_verify_load_round_trip(tmp_path, walker_ckpt, tiny_gen_dir, engin
     exported = ActConditionedGenerator.load(tmp_path / "gen_export").model.state_dict()
     for k, v in eng.generator.model.state_dict().items():
         torch.testing.assert_close(exported[k], v)
+    # export-walker gives a run folder that crwalker.evaluate loads (same weights as the engine's walker)
+    from crwalker.evaluate import _load_model
+
+    assert (
+        B.main(["export-walker", "--bundle", str(out), "--kg", str(engine_kg_dir), "--out", str(tmp_path / "w")]) == 0
+    )
+    w = _load_model(tmp_path / "w", "tuned", tiny_linker.kg, tiny_bert[1].config.hidden_size, "cpu")
+    for k, v in eng.walker.state_dict().items():
+        torch.testing.assert_close(w.state_dict()[k], v)
     # tampering is detected
     shard = next(out.glob("walker/shard-*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")

@@ -105,6 +105,9 @@ class EvalConfig:
     portrait_run: str = field("", "Optional run trained with --variant portrait (else inference-time ablation).")
     device: str = field("auto", "'auto', 'cpu', 'cuda:0', ...")
     threads: int = field(1, "torch.set_num_threads on CPU.")
+    gold_intent_turns: bool = field(
+        False, "Also write per-turn trees walked from the gold intent (<turns>_gold_intent.jsonl, for generation)."
+    )
     max_examples: int = field(0, "Evaluate only the first N examples (0 = all); for smoke runs.")
     batch_size: int = field(64, "Examples per forward pass.")
     encode_batch: int = field(64, "Batch size for BERT feature extraction of missing texts.")

@@ -22,7 +22,9 @@ Protocol (also in ``docs/walker.md``):
   The valid-split tuning record is copied to the results JSON (``tuning``).
 
 Outputs: ``--out`` results JSON (percentages, via ``write_results``), ``--plot`` PNG, a Markdown
-table next to the JSON, and per-turn JSONL (``<run>/eval_<split>_turns.jsonl``; not committed):
+table next to the JSON, and per-turn JSONL (``<run>/eval_<split>_turns.jsonl``; not committed; with
+``--gold-intent-turns`` also ``<run>/eval_<split>_turns_gold_intent.jsonl``, the trees walked from the gold intent,
+for the generation evaluation in the reference implementation's setting):
 ``{"conv_id", "turn_idx", "context": {"pairs", "entities"}, "gold": {"intent", "act", "movies"},
 "pred": {"intent", "intent_probs", "act", "act_text"}, "top50": [[entity, name, score], ...]}``.
 """
@@ -167,6 +169,11 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
     turns_out = Path(cfg.turns_out) if cfg.turns_out else run / f"eval_{cfg.split}_turns.jsonl"
     names = [e.name for e in kg.entities]
     write_jsonl(turns_out, (_turn_row(ex, pr, names) for ex, pr in zip(examples, preds, strict=True)))
+    if cfg.gold_intent_turns:  # the reference implementation's generation setting: gold intent, walker tree
+        gi = run_preds(gold_intent=True)
+        gold_turns = turns_out.with_name(turns_out.stem + "_gold_intent.jsonl")
+        write_jsonl(gold_turns, (_turn_row(ex, pr, names) for ex, pr in zip(examples, gi, strict=True)))
+        del gi
     train_state = doc.get("train_state", {})
     payload = {
         "split": cfg.split,

@@ -45,10 +45,13 @@ def predict_examples(
     batch_size: int = 64,
     variant: str | None = None,
     overrides: dict | None = None,
+    gold_intent: bool = False,
 ) -> list[TurnPrediction]:
     """:meth:`CRWalker.predict` over ``examples`` in batches (model in eval mode, one R-GCN pass).
 
-    ``variant`` / ``overrides`` temporarily replace config fields (inference-time ablations, fusion off).
+    ``variant`` / ``overrides`` temporarily replace config fields (inference-time ablations, fusion off);
+    ``gold_intent`` walks each turn's gold intent instead of the predicted one (trees for the paper's generation
+    setting: gold intent, walker-selected entities).
     """
     was_training = model.training
     model.eval()
@@ -64,7 +67,10 @@ def predict_examples(
         for i in tqdm(starts, desc="predict", unit="batch", disable=len(starts) < 20, mininterval=5):
             chunk = list(examples[i : i + batch_size])
             batch = collate(chunk, feats, cands, 0, gen, targets=False).to(device)
-            out.extend(model.predict(batch, cands, width=width, threshold=threshold, H=H, H_movies=H_movies))
+            intents = [ex.intent for ex in chunk] if gold_intent else None
+            out.extend(
+                model.predict(batch, cands, width=width, threshold=threshold, H=H, H_movies=H_movies, intents=intents)
+            )
     model.train(was_training)
     return out
 

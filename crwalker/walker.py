@@ -23,6 +23,7 @@ intent logits a class-prior correction at inference (``cfg.intent_log_prior``, :
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -193,6 +194,7 @@ class CRWalker(nn.Module):
         exclude_mentioned_in_tree: bool = True,
         H_movies: torch.Tensor | None = None,
         exclude: set[int] | None = None,
+        intents: Sequence[int] | None = None,
     ) -> list[TurnPrediction]:
         """Walk the KG for each turn: predicted intent -> reasoning tree, plus a recommend walk that
         scores every candidate movie.
@@ -207,6 +209,8 @@ class CRWalker(nn.Module):
             H_movies: ``H[movie_ids]`` (computed when ``None``; pass it to avoid re-gathering per batch).
             exclude: entity ids never selected at hop 1 or hop 2 (negative feedback of an online session,
                 see :mod:`crwalker.engine.feedback`); ``movie_scores`` are unchanged.
+            intents: per-turn intent indices to walk instead of the predicted ones (e.g. the gold intents, the
+                setting of the reference implementation's generation evaluation); ``intent_probs`` stay the model's.
         """
         m = self.cfg.width if width is None else width
         tau = self.cfg.threshold if threshold is None else threshold
@@ -217,7 +221,7 @@ class CRWalker(nn.Module):
         kg_names = [e.name for e in cands.kg.entities]
         out = []
         for b, ex in enumerate(batch.examples):
-            pred_intent = int(probs[b].argmax())
+            pred_intent = int(probs[b].argmax()) if intents is None else int(intents[b])
             walks = {}
             for intent in {pred_intent, INTENT_INDEX["recommend"]}:
                 walks[intent] = self._walk(

@@ -46,6 +46,7 @@ def test_evaluate_writes_results(tiny_data, tiny_bert, tmp_path):
             out=str(out),
             plot=str(tmp_path / "res" / "w.png"),
             widths=[1, 2],
+            gold_intent_turns=True,
             **common,
         ),
         encoder=(tok, bert),
@@ -66,5 +67,8 @@ def test_evaluate_writes_results(tiny_data, tiny_bert, tmp_path):
     assert set(disk["width_sweep"]) == {"1", "2"}
     lines = (tmp_path / "runs" / "w" / "eval_test_turns.jsonl").read_text().splitlines()
     assert len(lines) == 7 and len(json.loads(lines[0])["top50"]) == 5
+    gold_lines = (tmp_path / "runs" / "w" / "eval_test_turns_gold_intent.jsonl").read_text().splitlines()
+    for row in map(json.loads, gold_lines):  # trees walked from the gold intent
+        assert row["pred"]["intent"] == row["gold"]["intent"] == row["pred"]["act"]["intent"]
     assert (tmp_path / "res" / "w.png").stat().st_size > 0
     assert np.isfinite(disk["width_sweep"]["1"]["mean_tree_width"])

@@ -113,6 +113,12 @@ def test_predict_outputs_tree_and_full_ranking(setup, tiny_kg):
         legal1 = set(cands.hop1(pr.intent, ex.context))
         if pr.intent != "recommend" or legal1:
             assert set(pr.act.hop1) <= legal1 | set(tiny_kg.movie_ids.tolist())
+    # forced (e.g. gold) intents: the tree follows them, the intent distribution and the ranking stay the model's
+    forced = [(INTENT_INDEX[p.intent] + 1) % 3 for p in preds]
+    gi = model.predict(batch, cands, width=2, threshold=0.0, intents=forced)
+    for f, g, pr in zip(forced, gi, preds, strict=True):
+        assert INTENT_INDEX[g.intent] == f and DialogAct.parse(g.act.linearize()).intent == g.intent
+        assert g.intent_probs == pr.intent_probs and np.array_equal(g.movie_scores, pr.movie_scores)
     # tau = 1 selects nothing: the tree stops (recommend still ranks all movies)
     none = model.predict(batch, cands, width=5, threshold=1.0)
     assert all(p.act.nodes == () for p in none)

@@ -6,6 +6,9 @@ Rows (all on the same test turns):
 * ``end_to_end`` -- the same model fed the walker's predicted acts (``--predicted-acts``: JSONL with
   ``{"conv_id", "turn_idx", "act_text"}`` as written by the walker's evaluation); turns without a
   prediction are skipped and counted;
+* ``gold_intent_walker_tree`` (optional, ``--end-to-end-row gold_intent_walker_tree`` with the trees of
+  ``crwalker.evaluate --gold-intent-turns``) -- acts walked by the walker from the *gold* intent, the setting of
+  the reference implementation's generation evaluation (its ``evaluate_redial`` defaults to ``golden_intent``);
 * ``no_act`` -- the same model family trained without acts (``--noact-checkpoint``), the paper's
   "GPT-2" baseline.
 
@@ -90,6 +93,11 @@ class EvalConfig:
     seed: int = field(42, "Random seed.")
     device: str = field("auto", "auto | cpu | cuda | mps.")
     threads: int = field(0, "torch.set_num_threads (0 = leave).")
+    end_to_end_row: str = field(
+        "end_to_end",
+        "Name of the row computed from --predicted-acts (e.g. gold_intent_walker_tree for the trees walked from the "
+        "gold intent, crwalker.evaluate --gold-intent-turns: the reference implementation's generation setting).",
+    )
     rows: list[str] = field(
         ["gold_act", "end_to_end", "no_act"],
         "Rows to compute (run rows in separate processes with --out part files, then --merge them); the pseudo-row "
@@ -275,10 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
                 if e2e:
                     gold_intent = {(e.conv_id, e.turn_idx): e.intent for e in examples}
                     torch.manual_seed(cfg.seed)
-                    rows["end_to_end"], turns = run_row(gen, e2e, cfg, finder, linker, "end_to_end")
-                    rows["end_to_end"]["intent_acc"] = _pct(intent_accuracy(e2e, gold_intent))
-                    write_jsonl(replies_dir / f"end_to_end__{name}.jsonl", turns)
-                    cons["end_to_end"] = consistency(turns, e2e, finder, kg, model_only=False)
+                    row_name = cfg.end_to_end_row
+                    rows[row_name], turns = run_row(gen, e2e, cfg, finder, linker, row_name)
+                    rows[row_name]["intent_acc"] = _pct(intent_accuracy(e2e, gold_intent))
+                    write_jsonl(replies_dir / f"{row_name}__{name}.jsonl", turns)
+                    cons[row_name] = consistency(turns, e2e, finder, kg, model_only=False)
         del gen
     if cfg.noact_checkpoint and "no_act" in cfg.rows:
         torch.manual_seed(cfg.seed)
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
         "n_turns": len(examples),
         "skipped_no_prediction": skipped,
     }
-    data_files = [dlg_path, lab_path] + ([cfg.predicted_acts] if "end_to_end" in rows else [])
+    data_files = [dlg_path, lab_path] + ([cfg.predicted_acts] if cfg.end_to_end_row in rows else [])
     return write_results(cfg.out, _finite(payload), config=to_dict(cfg), data_files=data_files)
 
 

@@ -81,12 +81,18 @@ def test_train_then_evaluate(workdir, tiny_tokenizer_dir, tmp_path):
         parts.append(tmp_path / f"part_{len(parts)}.json")
         extra = ["--latency-runs", "0"] if rows[0] == "gold_act" else []  # timed only by the latency part
         evaluate.main([*common, "--rows", *rows, *extra, "--out", str(parts[-1])])
+    # a named predicted-acts row (e.g. trees walked from the gold intent) merges beside end_to_end
+    parts.append(tmp_path / "part_named.json")
+    evaluate.main([*common, "--rows", "end_to_end", "--end-to-end-row", "gold_intent_walker_tree", "--latency-runs",
+                   "0", "--out", str(parts[-1])])  # fmt: skip
+    assert set(read_json(parts[-1])["rows"]) == {"gold_intent_walker_tree"}
     assert set(read_json(parts[1])["rows"]) == {"no_act"}
-    timed = read_json(parts[2])
+    timed = read_json(parts[2])  # the latency part
     assert timed["rows"] == {} and set(timed["backends"]["tiny"]) == {"p95_s", "first_token_p95_s"}
     assert "p95_s" not in read_json(parts[0])["backends"]["tiny"]
     merged = evaluate.main([*common, "--merge", *map(str, parts), "--out", str(tmp_path / "merged.json")])
-    assert set(merged["rows"]) == {"gold_act", "end_to_end", "no_act"}
+    assert set(merged["rows"]) == {"gold_act", "end_to_end", "no_act", "gold_intent_walker_tree"}
+    assert merged["rows"]["gold_intent_walker_tree"]["BLEU"] == merged["rows"]["end_to_end"]["BLEU"]  # same acts
     tiny = merged["backends"]["tiny"]  # metrics of the gold part + latency of the latency part
     assert tiny["p95_s"] == timed["backends"]["tiny"]["p95_s"] and tiny["BLEU"] == merged["rows"]["gold_act"]["BLEU"]
     for row in ("gold_act", "end_to_end", "no_act"):

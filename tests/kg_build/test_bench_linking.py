@@ -76,6 +76,38 @@ def test_score_movies_hand_computed(kg):
     assert sorted(e[0] for e in errors) == ["FN", "FP"]
 
 
+def test_score_movies_unlabelled_known_ids(kg):
+    by_name = {e.name: e.id for e in kg.entities}
+    term, alien, t2 = (
+        by_name["The Terminator (1984)"],
+        by_name["Alien (1979)"],
+        by_name["Terminator 2: Judgment Day (1991)"],
+    )
+    # gold: "the terminator"; the user also typed "alien" without @, and Alien is @-mentioned elsewhere
+    turn = bl.TypedTurn("the terminator and alien", ((0, 14, term),), 0, known=frozenset({term, alien}))
+    preds = [
+        [LinkedSpan(0, 14, "the terminator", term, 1.0, "ruler"), LinkedSpan(19, 24, "alien", alien, 1.0, "ruler")]
+    ]
+    assert bl.score_movies(kg, [turn], preds)[:3] == (1, 2, 1)  # without known ids: a false positive
+    tp, n_pred, n_gold, errors = bl.score_movies(kg, [turn], preds, known_ids=True)
+    assert (tp, n_pred, n_gold) == (1, 1, 1) and [e[0] for e in errors] == ["KNOWN"]
+    # a film the dialogue never mentions stays a false positive; so does a wrong film on a gold span
+    other = [[LinkedSpan(0, 14, "the terminator", t2, 1.0, "ruler"), LinkedSpan(19, 24, "alien", t2, 1.0, "ruler")]]
+    turn2 = bl.TypedTurn("the terminator and alien", ((0, 14, term),), 0, known=frozenset({term, alien, t2}))
+    tp, n_pred, n_gold, errors = bl.score_movies(kg, [turn2], other, known_ids=True)
+    assert (tp, n_pred, n_gold) == (0, 1, 1)  # the wrong pick on the gold span counts, the outside one not
+    assert sorted(e[0] for e in errors) == ["FN", "FP", "KNOWN"]
+    tp, n_pred, _, _ = bl.score_movies(kg, [turn], [[LinkedSpan(19, 24, "alien", t2, 1.0, "ruler")]], known_ids=True)
+    assert (tp, n_pred) == (0, 1)
+
+
+def test_typed_turns_carry_the_dialogues_known_ids(kg):
+    turns = bl.build_typed_turns(kg, read_jsonl(FIX / "test.jsonl"), typo_share=0.0, typo_min_letters=5, seed=0)
+    for t in turns:
+        same = [u for u in turns if u.dialogue == t.dialogue]
+        assert t.known == frozenset(g[2] for u in same for g in u.gold)
+
+
 def test_handlabelled_load_and_score(kg):
     data = bl.load_handlabelled(FIX / "handlabelled.jsonl", kg)
     assert len(data) == 4 and data[3][1] == []

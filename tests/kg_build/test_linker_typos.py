@@ -18,6 +18,9 @@ def kg() -> KnowledgeGraph:
         ("It (1990)", ("it",), 3005, 1990),
         ("Train to Busan (2016)", (), 3006, 2016),
         ("Ace Ventura (1994)", ("ace ventura",), 3007, 1994),
+        ("Return of the Jedi (1983)", (), 3008, 1983),
+        ("Terms of Endearment (1983)", (), 3009, 1983),
+        ("Killers (2010)", (), 3010, 2010),
     ]
     return tiny_kg_with_movies(extra)
 
@@ -71,5 +74,25 @@ def test_typo_that_makes_another_real_word(kg, linker):
     assert kg.entities[span.entity].name == "Train to Busan (2016)" and span.text == "rain to busan"
     assert linker.link("the rain to the coast") == []
     assert linker.link("I like Sigourney Weaver and ventura is nice")[1:] == []  # "and ventura": 2 edits
-    off = EntityLinker.from_kg(kg, popularity_path="", span_classifier="", use_ner=False, rare_anchor_zipf=0.0)
+    off = EntityLinker.from_kg(
+        kg, popularity_path="", span_classifier="", use_ner=False, rare_anchor_zipf=0.0, long_anchor_zipf=0.0
+    )
     assert off.link("it's called rain to busan and it is great") == []
+
+
+def test_typo_in_a_long_title_made_of_common_words(kg, linker):
+    # "th" is an English word and "jedi" is not rare enough for a 2-word window: a window of >= 3 words
+    # around any alias word below long_anchor_zipf (one edit) finds the title
+    (span,) = linker.link("it continued with return of th jedi")
+    assert kg.entities[span.entity].name == "Return of the Jedi (1983)" and span.text == "return of th jedi"
+    assert span.source == "fuzzy"
+    assert linker.link("the return of the king was long") == []  # 1 edit from no alias
+    off = EntityLinker.from_kg(kg, popularity_path="", span_classifier="", use_ner=False, long_anchor_zipf=0.0)
+    assert off.link("it continued with return of th jedi") == []
+
+
+def test_long_title_after_a_determiner_is_still_a_title(kg, linker):
+    # "a hitman" / "serial killers": a short lower-case title after a determiner is a noun ...
+    assert linker.link("he is one of those serial killers") == []
+    # ... a title of >= 3 words is not
+    assert _names(kg, linker.link("I'm a terms of endearment kind of person")) == ["Terms of Endearment (1983)"]

@@ -115,6 +115,8 @@ def _episode(arm: _Arm, pairs: np.ndarray, episode: int, batch_size: int) -> Non
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(BenchConfig, argv)
     torch.set_num_threads(cfg.threads)
+    if hasattr(current, "tune_malloc"):
+        current.tune_malloc()  # process-wide, so both arms run with it (as train_unicorn does)
     mcfg = MCRConfig(
         dataset=cfg.dataset, data_root=cfg.data_root, movie_dir=cfg.movie_dir, seed=cfg.seed, dim=cfg.dim,
         hidden=cfg.hidden, batch_size=cfg.batch_size,

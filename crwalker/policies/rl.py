@@ -29,35 +29,49 @@ class Transition:
 
 
 class PrioritizedReplay:
-    """Proportional prioritized replay with a fixed capacity (ring buffer)."""
+    """Proportional prioritized replay with a fixed capacity (ring buffer).
+
+    Stores ``p_i^α`` (``pa``) rather than ``p_i``, so neither sampling nor insertion raises the whole buffer to the
+    power ``α``: ``push`` gives the new entry the maximum priority (``max_i p_i^α = (max_i p_i)^α``), ``update`` computes
+    ``α`` powers for the replayed entries only, and ``sample`` draws by inverting the cumulative sum of ``pa`` --
+    the same draws as ``rng.choice(size, p=pa / Σ pa)`` (one uniform per sample, ``searchsorted`` on the normalised
+    CDF) without its O(N) argument checks.
+    """
 
     def __init__(self, capacity: int = 50_000, alpha: float = 0.6, beta: float = 0.4, eps: float = 1e-5, seed: int = 0):
         self.capacity, self.alpha, self.beta, self.eps = capacity, alpha, beta, eps
         self.data: list[Transition | None] = [None] * capacity
-        self.prio = np.zeros(capacity, dtype=np.float64)
+        self.pa = np.zeros(capacity, dtype=np.float64)  # p_i^alpha
         self.pos, self.size = 0, 0
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def prio(self) -> np.ndarray:
+        """The priorities ``p_i`` (derived from ``pa``; for inspection)."""
+        return self.pa ** (1.0 / self.alpha)
+
     def push(self, t: Transition) -> None:
         """Add ``t`` with the current maximum priority (so it is replayed at least once soon)."""
-        p = self.prio[: self.size].max() if self.size else 1.0
-        self.data[self.pos], self.prio[self.pos] = t, p
+        pa = self.pa[: self.size].max() if self.size else 1.0
+        self.data[self.pos], self.pa[self.pos] = t, pa
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, batch_size: int) -> tuple[list[Transition], np.ndarray, np.ndarray]:
         """Return (transitions, indices, normalised importance weights)."""
-        pa = self.prio[: self.size] ** self.alpha
-        probs = pa / pa.sum()
-        idx = self.rng.choice(self.size, size=batch_size, p=probs)
-        w = (self.size * probs[idx]) ** (-self.beta)
-        return [self.data[i] for i in idx], idx, (w / w.max()).astype(np.float32)
+        pa = self.pa[: self.size]
+        cdf = np.cumsum(pa)
+        cdf /= cdf[-1]
+        idx = np.searchsorted(cdf, self.rng.random(batch_size), side="right")
+        w = (self.size * (pa[idx] / pa.sum())) ** (-self.beta)
+        data = self.data
+        return [data[i] for i in idx.tolist()], idx, (w / w.max()).astype(np.float32)
 
     def update(self, idx: np.ndarray, td_error: np.ndarray) -> None:
-        self.prio[idx] = np.abs(td_error) + self.eps
+        self.pa[idx] = (np.abs(td_error) + self.eps) ** self.alpha
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

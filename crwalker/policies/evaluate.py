@@ -17,6 +17,7 @@ never invented numbers. ``limit > 0`` marks a seeded random subset of the test s
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import fcntl
 import os
@@ -107,6 +108,25 @@ def evaluate_snapshots(cfg: MCRConfig, data, env: MCREnv, pairs, device: str) ->
         )
 
 
+def snapshot_progress(snapshot: Path, run_dir: Path, episodes: int, minutes: float) -> tuple[int, float]:
+    """(episodes, train minutes) of a ``snapshots/epNNNNNN.safetensors`` file: the episode from its name and
+    the minutes from the run's ``train_log.csv`` (cumulative ``seconds`` of the RL loop at that episode, plus
+    the pretraining minutes the final ``policy.json`` counts beyond its RL loop). Other files: unchanged."""
+    m = re.fullmatch(r"ep(\d+)", snapshot.stem)
+    log = run_dir / "train_log.csv"
+    if m is None:
+        return episodes, minutes
+    ep = int(m.group(1))
+    if not log.exists():
+        return ep, 0.0
+    rows = list(csv.DictReader(log.open()))
+    at = [r for r in rows if int(r["episode"]) <= ep]
+    if not at or not rows:
+        return ep, 0.0
+    pre = max(minutes - float(rows[-1]["seconds"]) / 60, 0.0) if int(rows[-1]["episode"]) == episodes else 0.0
+    return ep, float(at[-1]["seconds"]) / 60 + pre
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(MCRConfig, argv)
     check_supported(cfg)
@@ -123,10 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     policy, meta = load_trained(cfg, data, device)
     t0 = time.time()
     m = _run(cfg, env, policy, pairs)
+    episodes, minutes = int(meta.get("episode", 0)), float(meta.get("train_minutes", 0.0))
+    if cfg.checkpoint:  # a snapshot: its own episode count and the run's training time up to it
+        episodes, minutes = snapshot_progress(Path(cfg.checkpoint), cfg.run_path(), episodes, minutes)
     entry = {
         **m,
-        "train_minutes": round(float(meta.get("train_minutes", 0.0)), 3),
-        "trained_episodes": int(meta.get("episode", 0)),
+        "train_minutes": round(minutes, 3),
+        "trained_episodes": episodes,
         "split": cfg.split,
         "limit": cfg.limit,
         "eval_minutes": round((time.time() - t0) / 60, 3),

@@ -1,0 +1,20 @@
+"""``evaluate --checkpoint <snapshot>`` reports the snapshot's own episodes and training minutes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crwalker.policies.evaluate import snapshot_progress
+
+
+def test_snapshot_progress_reads_the_train_log(tmp_path: Path):
+    (tmp_path / "train_log.csv").write_text(
+        "episode,return,epsilon,steps,updates,seconds\n10,0.1,0.5,70,0,6.0\n20,0.2,0.4,150,30,60.0\n30,0.3,0.3,230,110,120.0\n"
+    )
+    # final policy: 30 episodes, 3.5 train minutes = 2.0 RL minutes + 1.5 pretraining (TransE) minutes
+    assert snapshot_progress(tmp_path / "snapshots" / "ep000020.safetensors", tmp_path, 30, 3.5) == (20, 2.5)
+    assert snapshot_progress(tmp_path / "snapshots" / "ep000030.safetensors", tmp_path, 30, 3.5) == (30, 3.5)
+    # not a snapshot name: the final policy's numbers
+    assert snapshot_progress(tmp_path / "other.safetensors", tmp_path, 30, 3.5) == (30, 3.5)
+    # no train log: the episode from the name, no minutes
+    assert snapshot_progress(tmp_path / "ep000020.safetensors", tmp_path / "missing", 30, 3.5) == (20, 0.0)

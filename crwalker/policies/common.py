@@ -79,6 +79,11 @@ class MCRConfig:
         "pretrained",
         "UNICORN Eq. 11/12 + graph edge weights from: pretrained (frozen initial vectors) or current (trained table).",
     )
+    fm_holdout: float = field(
+        0.0,
+        "UNICORN --embeddings fm: train the FM on the other train pairs and draw RL episodes only from this seeded "
+        "share of them (cross-fitting: the vectors have not memorised the episode targets). 0 = off.",
+    )
     transe_p_norm: float = field(
         2.0, "TransE distance norm (2: unit-L2 embeddings whose dot products Eq. 11 can use; 1: the L1 variant)."
     )
@@ -138,7 +143,9 @@ def unicorn_init(cfg: MCRConfig, data: MCRData, run: Path) -> np.ndarray | None:
 
         if cfg.fm_dim != cfg.dim:
             raise SystemExit(f"--embeddings fm needs --fm-dim ({cfg.fm_dim}) == --dim ({cfg.dim})")
-        fm = load_or_train_fm(data, cfg.fm_path(), cfg.fm_config())
+        fm_pairs, _ = fm_holdout_split(data.splits["train"], cfg.fm_holdout, cfg.seed)
+        fm_data = dataclasses.replace(data, splits={**data.splits, "train": fm_pairs})
+        fm = load_or_train_fm(fm_data, unicorn_fm_path(cfg), cfg.fm_config())
         return np.concatenate([fm.user, fm.item, fm.attr]).astype(np.float32)
     if cfg.embeddings == "transe":
         from safetensors.numpy import load_file
@@ -148,6 +155,26 @@ def unicorn_init(cfg: MCRConfig, data: MCRData, run: Path) -> np.ndarray | None:
             return load_file(str(path))["emb"]
         raise FileNotFoundError(f"{path}: TransE embeddings missing; run train (it pretrains them)")
     raise SystemExit(f"unknown --embeddings {cfg.embeddings!r}; use transe, fm, released or random")
+
+
+def fm_holdout_split(pairs: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split train pairs into (FM pairs, RL episode pairs) for ``--fm-holdout``: a seeded random ``share`` of
+    the rows goes to the RL episodes, the rest trains the FM. ``share <= 0``: both are all pairs."""
+    if share <= 0:
+        return pairs, pairs
+    if share >= 1:
+        raise ValueError(f"--fm-holdout must be in [0, 1), got {share}")
+    rng = np.random.default_rng(seed + 7919)
+    hold = np.zeros(len(pairs), dtype=bool)
+    hold[rng.choice(len(pairs), size=max(1, int(round(share * len(pairs)))), replace=False)] = True
+    return pairs[~hold], pairs[hold]
+
+
+def unicorn_fm_path(cfg: MCRConfig) -> Path:
+    """FM folder of ``--embeddings fm``: the shared baseline FM, or a cross-fitted one per holdout and seed."""
+    if cfg.fm_holdout <= 0:
+        return cfg.fm_path()
+    return cfg.fm_path().parent / f"fm_holdout{cfg.fm_holdout:g}_seed{cfg.seed}"
 
 
 def make_unicorn(cfg: MCRConfig, data: MCRData, init: np.ndarray | None, device: str) -> UnicornPolicy:

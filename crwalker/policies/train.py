@@ -36,11 +36,13 @@ from crwalker.policies.common import (
     MCRConfig,
     build_policy,
     check_supported,
+    fm_holdout_split,
     kgensam_tensors,
     load_data,
     make_kgensam,
     make_unicorn,
     policy_module,
+    unicorn_fm_path,
     unicorn_init,
 )
 from crwalker.policies.env import MCREnv
@@ -87,7 +89,7 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
         policy.refresh()
         print(f"resumed at episode {start}")
     elif cfg.embeddings == "fm":  # train_minutes counts the FM's recorded training time (it may come from the cache)
-        t0 -= float(read_json(cfg.fm_path() / "fm.json").get("train_seconds", 0.0))
+        t0 -= float(read_json(unicorn_fm_path(cfg) / "fm.json").get("train_seconds", 0.0))
 
     def checkpoint(ep: int, opt_: torch.optim.Optimizer, target_: torch.nn.Module) -> None:
         if cfg.snapshot_every > 0 and ep % cfg.snapshot_every == 0:
@@ -106,10 +108,13 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
             },
         )
 
+    episode_pairs = data.splits["train"]
+    if cfg.embeddings == "fm" and cfg.fm_holdout > 0:
+        episode_pairs = fm_holdout_split(episode_pairs, cfg.fm_holdout, cfg.seed)[1]
     st = train_unicorn(
         policy,
         env,
-        data.splits["train"],
+        episode_pairs,
         cfg.episodes,
         lr=cfg.lr,
         l2=cfg.l2,

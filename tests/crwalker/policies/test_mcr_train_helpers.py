@@ -1,4 +1,4 @@
-"""``evaluate --checkpoint <snapshot>`` reports the snapshot's own episodes and training minutes."""
+"""Helpers of train / evaluate: snapshot progress, the --fm-holdout split."""
 
 from __future__ import annotations
 
@@ -18,3 +18,18 @@ def test_snapshot_progress_reads_the_train_log(tmp_path: Path):
     assert snapshot_progress(tmp_path / "other.safetensors", tmp_path, 30, 3.5) == (30, 3.5)
     # no train log: the episode from the name, no minutes
     assert snapshot_progress(tmp_path / "ep000020.safetensors", tmp_path / "missing", 30, 3.5) == (20, 0.0)
+
+
+def test_fm_holdout_split_is_a_seeded_partition():
+    import numpy as np
+
+    from crwalker.policies.common import fm_holdout_split
+
+    pairs = np.arange(40, dtype=np.int64).reshape(20, 2)
+    fm, rl = fm_holdout_split(pairs, 0.25, seed=3)
+    assert len(fm) == 15 and len(rl) == 5
+    assert sorted(map(tuple, np.concatenate([fm, rl]).tolist())) == sorted(map(tuple, pairs.tolist()))
+    again = fm_holdout_split(pairs, 0.25, seed=3)
+    assert np.array_equal(again[0], fm) and np.array_equal(again[1], rl)
+    same, same2 = fm_holdout_split(pairs, 0.0, seed=3)
+    assert same is pairs and same2 is pairs

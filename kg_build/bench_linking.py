@@ -479,9 +479,9 @@ def run_movie_benchmark(
     tp, n_pred, n_gold, errors = by_level["duplicate"]
     res["movie_precision"] = _ratio(tp, n_pred)
     res["movie_recall"] = _ratio(tp, n_gold)
-    _, n_pred_all, _, _ = score_movies(kg, turns, preds, level="duplicate")
-    res["movie_precision_all_predictions"] = _ratio(tp, n_pred_all)
-    res["n_unlabelled_known_mentions"] = n_pred_all - n_pred
+    n_known = sum(e[0] == "KNOWN" for e in errors)
+    res["movie_precision_all_predictions"] = _ratio(tp, n_pred + n_known)
+    res["n_unlabelled_known_mentions"] = n_known
     for lv, suffix in (("strict", "_strict"), ("title", "_title_level")):
         tpl, n_pred_l, _, _ = by_level[lv]
         res[f"movie_precision{suffix}"] = _ratio(tpl, n_pred_l)

@@ -121,7 +121,7 @@ def snapshot_progress(snapshot: Path, run_dir: Path, episodes: int, minutes: flo
         return ep, 0.0
     rows = list(csv.DictReader(log.open()))
     at = [r for r in rows if int(r["episode"]) <= ep]
-    if not at or not rows:
+    if not at:
         return ep, 0.0
     pre = max(minutes - float(rows[-1]["seconds"]) / 60, 0.0) if int(rows[-1]["episode"]) == episodes else 0.0
     return ep, float(at[-1]["seconds"]) / 60 + pre

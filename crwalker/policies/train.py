@@ -108,9 +108,9 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
             },
         )
 
-    episode_pairs = data.splits["train"]
-    if cfg.embeddings == "fm" and cfg.fm_holdout > 0:
-        episode_pairs = fm_holdout_split(episode_pairs, cfg.fm_holdout, cfg.seed)[1]
+    # --fm-holdout: episodes come from the train pairs the FM did not see (all pairs otherwise)
+    holdout = cfg.fm_holdout if cfg.embeddings == "fm" else 0.0
+    episode_pairs = fm_holdout_split(data.splits["train"], holdout, cfg.seed)[1]
     st = train_unicorn(
         policy,
         env,

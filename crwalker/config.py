@@ -20,12 +20,18 @@ class ModelConfig:
     dim: int = field(128, "Hidden size d of utterance, entity, portrait and intent embeddings.")
     bert: str = field("minilm", "Frozen utterance encoder: 'minilm' (offline PyPI model), a hub name or a folder.")
     bert_max_length: int = field(256, "Max BERT tokens per [y_{t-1}; x_t] pair (longer pairs are truncated).")
+    bert_pooling: Literal["cls", "mean"] = field(
+        "mean", "Pair vector of the frozen encoder: 'cls' ([CLS], the paper's) or 'mean' (masked mean of tokens)."
+    )
     history: int = field(3, "l_max: number of (system, user) exchanges fed to the turn-level LSTM.")
     rgcn_layers: int = field(1, "Number L of R-GCN layers.")
     rgcn_bases: int = field(0, "Basis decomposition: number of bases (0 = full relation matrices).")
     rgcn_impl: Literal["rgcn", "fast"] = field("rgcn", "torch_geometric RGCNConv ('rgcn') or FastRGCNConv ('fast').")
     attn_hidden: int = field(64, "Hidden size of the portrait self-attention (Eq. 3).")
     intent_hidden: int = field(64, "Hidden size of the intent MLP (Eq. 4).")
+    intent_state: bool = field(
+        True, "Feed the dialogue-state features s_t (crwalker.state) to the intent MLP beside u_t (not in the paper)."
+    )
     dropout: float = field(0.1, "Dropout on the utterance embedding.")
     threshold: float = field(0.5, "tau: an entity is selected when its score exceeds this (Eq. 7).")
     width: int = field(5, "m: at most this many entities are selected per hop.")
@@ -49,6 +55,9 @@ class ModelConfig:
         0.0, "Score fusion weight of log(1 + #mentioned non-movie entities adjacent to m) (0 = off)."
     )
     fusion_mentioned: float = field(0.0, "Score fusion weight of 1[m was mentioned before the turn] (0 = off).")
+    fusion_recency: float = field(
+        0.0, "Score fusion weight of 1/(1 + #movies first mentioned after m) for earlier-mentioned movies m (0 = off)."
+    )
 
 
 @dataclasses.dataclass
@@ -116,7 +125,13 @@ class EvalConfig:
 MODEL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 
+#: Values of fields added after checkpoints were first released, for configs that do not have them
+#: (such checkpoints were trained without the feature; the dataclass default is for new runs).
+LEGACY_MODEL_DEFAULTS = {"bert_pooling": "cls", "intent_state": False}
+
+
 def model_config_of(cfg: ModelConfig | dict) -> ModelConfig:
     """Extract the :class:`ModelConfig` part of a train/eval config (or of a ``config.json`` dict)."""
     d = cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)
+    d = LEGACY_MODEL_DEFAULTS | d
     return ModelConfig(**{k: d[k] for k in MODEL_FIELDS if k in d})

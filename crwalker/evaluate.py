@@ -100,7 +100,15 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
     dlg = load_dialogues(Path(cfg.dialogues) / f"{cfg.split}.jsonl")
     examples = build_examples(Path(cfg.labels) / f"{cfg.split}.jsonl", dlg, cands, mcfg.history, cfg.max_examples)
     feats, fstats = attach_features(
-        examples, cfg.cache, mcfg.bert, mcfg.bert_max_length, cfg.encode_batch, device, encoder, log
+        examples,
+        cfg.cache,
+        mcfg.bert,
+        mcfg.bert_max_length,
+        cfg.encode_batch,
+        device,
+        encoder,
+        log,
+        pooling=mcfg.bert_pooling,
     )
     model = _load_model(run, cfg.checkpoint, kg, feats.shape[1], device)
     t0 = time.perf_counter()

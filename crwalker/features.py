@@ -84,6 +84,7 @@ def attach_features(
     device: torch.device | str = "cpu",
     encoder=None,
     log=print,
+    pooling: str = "cls",
 ) -> tuple[torch.Tensor, dict]:
     """Give every example ``feat_rows`` into a returned feature matrix, encoding only uncached pairs.
 
@@ -93,6 +94,7 @@ def attach_features(
         bert: encoder name for :func:`crwalker.encoders.load_bert` (ignored when ``encoder`` given).
         max_length: BERT truncation length.
         encoder: optional preloaded ``(tokenizer, model)`` (tests pass a tiny random BERT).
+        pooling: ``"cls"`` or ``"mean"`` (:func:`crwalker.encoders.encode_pairs`); part of the cache key.
 
     Returns:
         ``(feats [U, H], stats)`` with ``stats = {"pairs", "unique", "encoded", "seconds", "fingerprint"}``.
@@ -104,14 +106,15 @@ def attach_features(
         for pr in ex.pairs:
             uniq.setdefault(pair_key(pr), pr)
     tok, model = encoder if encoder is not None else load_bert(bert, device)
-    fp = model_fingerprint(model, max_length)
+    fp = model_fingerprint(model, max_length, pooling)
     cache = FeatureCache(cache_root, fp)
     todo = [k for k in uniq if k not in cache]
     t0 = time.perf_counter()
     if todo:
         log(f"encoding {len(todo)} new utterance pairs with {bert} (fingerprint {fp})")
-        feats = encode_pairs([uniq[k] for k in todo], tok, model, batch_size, max_length, progress=True)
-        cache.add(todo, feats, meta={"bert": bert, "hidden": int(model.config.hidden_size), "max_length": max_length})
+        feats = encode_pairs([uniq[k] for k in todo], tok, model, batch_size, max_length, True, pooling)
+        meta = {"bert": bert, "hidden": int(model.config.hidden_size), "max_length": max_length, "pooling": pooling}
+        cache.add(todo, feats, meta=meta)
     seconds = time.perf_counter() - t0
     keys = list(uniq)
     row = {k: i for i, k in enumerate(keys)}
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         cache: str = field("cache/features", "Feature cache root.")
         bert: str = field("minilm", "Encoder ('minilm', a hub name or a folder).")
         bert_max_length: int = field(256, "Max BERT tokens per pair.")
+        bert_pooling: str = field("mean", "Utterance pooling: 'cls' or 'mean' (as ModelConfig.bert_pooling).")
         history: int = field(3, "l_max exchanges per turn.")
         batch: int = field(64, "Encoding batch size.")
         device: str = field("auto", "Device.")
@@ -176,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             max_length=cfg.bert_max_length,
             batch_size=cfg.batch,
             device=device,
+            pooling=cfg.bert_pooling,
         )
         print(f"{split}: {len(items)} recommender turns, {stats}")
     return 0

@@ -6,7 +6,8 @@ For every candidate movie ``m`` of a turn with prior mentions ``ctx`` the fused 
       + w_pop   * log(1 + pop(m))                            (popularity: mentions in the training data)
       + w_cooc  * log(1 + s * sum_{c in ctx movies} P(m | c)) (co-occurrence: c mentioned before m)
       + w_kg    * log(1 + |{a in ctx, a not a movie : (a, m) in KG}|)   (KG neighbours of mentioned entities)
-      + w_ment  * 1[m in ctx]``                               (re-mention of an earlier movie)
+      + w_ment  * 1[m in ctx]                                 (re-mention of an earlier movie)
+      + w_rec   * 1[m in ctx] / (1 + #ctx movies first mentioned after m)``   (recency of that mention)
 
 and the movie score is ``sigmoid(z_m)`` (so tau/m selection and the ranking use the fused score).
 ``P(m | c)`` is the row-normalised count of training dialogues in which ``m`` is mentioned after ``c``.
@@ -33,12 +34,13 @@ FUSION_OFF: dict = {
     "fusion_cooccurrence": 0.0,
     "fusion_kg": 0.0,
     "fusion_mentioned": 0.0,
+    "fusion_recency": 0.0,
 }
 
 
 def fusion_active(cfg: ModelConfig) -> bool:
     """True when any fusion weight is non-zero."""
-    return any((cfg.fusion_popularity, cfg.fusion_cooccurrence, cfg.fusion_kg, cfg.fusion_mentioned))
+    return any(getattr(cfg, k) for k in FUSION_OFF)
 
 
 def movie_statistics(
@@ -129,19 +131,21 @@ class MoviePrior(nn.Module):
             self._build_csr()
 
     def terms(self, context: Sequence[int], movie_ids: np.ndarray, is_movie: np.ndarray, neighbors) -> np.ndarray:
-        """``[4, n]`` un-weighted fusion features (pop, cooc, kg, mentioned) for one turn.
+        """``[5, n]`` un-weighted fusion features (pop, cooc, kg, mentioned, recency) for one turn.
 
         Args:
-            context: entities mentioned before the turn.
+            context: entities mentioned before the turn, in first-mention order (recency reads the order).
             movie_ids: sorted candidate movie ids.
             is_movie: ``[num_entities]`` bool.
             neighbors: ``eid -> sorted KG neighbour ids`` (e.g. ``CandidateSets.neighbors``).
         """
         n = len(movie_ids)
-        out = np.zeros((4, n), dtype=np.float64)
+        out = np.zeros((5, n), dtype=np.float64)
         ctx_movies = [int(e) for e in dict.fromkeys(context) if is_movie[int(e)]]
+        recency = 1.0 / np.arange(len(ctx_movies), 0, -1, dtype=np.float64)  # last mentioned: 1, before it: 1/2, ...
         cols = np.searchsorted(movie_ids, np.asarray(ctx_movies, dtype=np.int64))
-        cols = cols[(cols < n) & (movie_ids[np.minimum(cols, n - 1)] == np.asarray(ctx_movies, dtype=np.int64))]
+        known = (cols < n) & (movie_ids[np.minimum(cols, n - 1)] == np.asarray(ctx_movies, dtype=np.int64))
+        cols, recency = cols[known], recency[known]
         if self.has_statistics:
             if self._log_pop is None:
                 self._build_csr()
@@ -163,6 +167,7 @@ class MoviePrior(nn.Module):
             kg[pos[ok]] += 1.0  # neighbours are unique, so no repeated positions
         out[2] = np.log1p(kg)
         out[3, cols] = 1.0
+        out[4, cols] = recency
         return out
 
     def bonus(self, cfg: ModelConfig, context: Sequence[int], movie_ids, is_movie, neighbors) -> np.ndarray:
@@ -171,5 +176,4 @@ class MoviePrior(nn.Module):
             return np.zeros(len(movie_ids), dtype=np.float64)
         t = self.terms(context, movie_ids, is_movie, neighbors)
         t[1] = np.log1p(cfg.fusion_cooc_scale * t[1])
-        w = np.array([cfg.fusion_popularity, cfg.fusion_cooccurrence, cfg.fusion_kg, cfg.fusion_mentioned])
-        return w @ t
+        return np.array([getattr(cfg, k) for k in FUSION_OFF]) @ t

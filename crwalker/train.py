@@ -100,14 +100,30 @@ def train(cfg: TrainConfig, encoder=None, log=print) -> dict:
         train_ex = train_ex + extra
     if is_main:
         feats, fstats = attach_features(
-            train_ex + valid_ex, cfg.cache, cfg.bert, cfg.bert_max_length, cfg.encode_batch, device, encoder, log
+            train_ex + valid_ex,
+            cfg.cache,
+            cfg.bert,
+            cfg.bert_max_length,
+            cfg.encode_batch,
+            device,
+            encoder,
+            log,
+            pooling=cfg.bert_pooling,
         )
         write_json(run_dir / "features.json", fstats)
     if world > 1:
         torch.distributed.barrier()
     if not is_main:
         feats, fstats = attach_features(
-            train_ex + valid_ex, cfg.cache, cfg.bert, cfg.bert_max_length, cfg.encode_batch, device, encoder, log
+            train_ex + valid_ex,
+            cfg.cache,
+            cfg.bert,
+            cfg.bert_max_length,
+            cfg.encode_batch,
+            device,
+            encoder,
+            log,
+            pooling=cfg.bert_pooling,
         )
     log(f"{kg.describe()}\ntrain {len(train_ex)} / valid {len(valid_ex)} examples; features {fstats}")
 

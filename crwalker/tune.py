@@ -66,8 +66,13 @@ class TuneConfig:
     grid_mentioned: list[float] = field(
         [0.0, 4.0, 8.0, 16.0], "Grid of fusion_mentioned (0 only = no re-mention prior)."
     )
+    grid_recency: list[float] = field(
+        [0.0, 8.0, 16.0, 32.0, 64.0], "Grid of fusion_recency (0 only = no recency prior)."
+    )
     intent_bias_range: float = field(1.0, "Intent prior grid: query/chat offsets in [-r, r] step 0.1 (0 = off).")
-    select_metric: str = field("R@10", "Valid ranking metric maximised by the fusion grid.")
+    select_metric: str = field(
+        "R@1+R@10+R@50", "Valid ranking metric maximised by the fusion grid: one of R@1/R@10/R@50 or a '+' sum of them."
+    )
     device: str = field("auto", "'auto', 'cpu', 'cuda:0', ...")
     threads: int = field(1, "torch.set_num_threads on CPU.")
     batch_size: int = field(64, "Examples per forward pass.")
@@ -101,6 +106,15 @@ def fast_ranking(logits: np.ndarray, gold: list[np.ndarray], ks=(1, 10, 50)) -> 
     out = {f"R@{k}": hits[k] / total if total else 0.0 for k in ks}
     out["coverage"] = len(top1) / logits.shape[1]
     return out
+
+
+def select_value(metrics: dict[str, float], select_metric: str) -> float:
+    """The grid's selection value: one metric (``"R@10"``) or the sum of ``'+'``-joined ones (``"R@1+R@10"``)."""
+    names = select_metric.split("+")
+    unknown = [n for n in names if n not in metrics]
+    if unknown:
+        raise ValueError(f"unknown select metric(s) {unknown}; choose among {sorted(metrics)}")
+    return sum(metrics[n] for n in names)
 
 
 def statistics_from_data(cfg: TuneConfig, kg: KnowledgeGraph, movie_ids: np.ndarray):
@@ -144,7 +158,9 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     mcfg = model_config_of(doc["config"])
     dlg = load_dialogues(Path(cfg.dialogues) / f"{cfg.split}.jsonl")
     examples = build_examples(Path(cfg.labels) / f"{cfg.split}.jsonl", dlg, cands, mcfg.history)
-    feats, _ = attach_features(examples, cfg.cache, mcfg.bert, mcfg.bert_max_length, 64, device, encoder, log)
+    feats, _ = attach_features(
+        examples, cfg.cache, mcfg.bert, mcfg.bert_max_length, 64, device, encoder, log, mcfg.bert_pooling
+    )
     off = FUSION_OFF | {"intent_log_prior": [0.0, 0.0, 0.0]}
     model = CRWalker(dataclasses.replace(mcfg, **off), kg, feats.shape[1])
     load_checkpoint(src, model)
@@ -165,12 +181,14 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     terms[:, 1] = np.log1p(cfg.cooc_scale * terms[:, 1])
 
     grid = []
-    for w in itertools.product(cfg.grid_popularity, cfg.grid_cooccurrence, cfg.grid_kg, cfg.grid_mentioned):
+    grids = (cfg.grid_popularity, cfg.grid_cooccurrence, cfg.grid_kg, cfg.grid_mentioned, cfg.grid_recency)
+    for w in itertools.product(*grids):
         z = L + np.einsum("k,tkn->tn", np.asarray(w, dtype=np.float32), terms) if any(w) else L
         grid.append({"weights": dict(zip(FUSION_FIELDS, w, strict=True)), **fast_ranking(z, gold)})
     base = fast_ranking(L, gold)  # fusion off
-    best = max(grid, key=lambda g: (round(g[cfg.select_metric], 6), -sum(g["weights"].values())))
-    log(f"valid {cfg.select_metric}: no fusion {base[cfg.select_metric]:.4f} -> {best[cfg.select_metric]:.4f} {best}")
+    best = max(grid, key=lambda g: (round(select_value(g, cfg.select_metric), 6), -sum(g["weights"].values())))
+    b0, b1 = select_value(base, cfg.select_metric), select_value(best, cfg.select_metric)
+    log(f"valid {cfg.select_metric}: no fusion {b0:.4f} -> {b1:.4f} {best}")
 
     probs = np.array([p.intent_probs for p in preds], dtype=np.float64)
     gold_int = np.array([e.intent for e in examples])
@@ -212,7 +230,7 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     state["tuning"] = record
     conf = {**doc["config"], **dataclasses.asdict(tuned_cfg)}
     save_checkpoint(run / f"{cfg.out_stem}.safetensors", model, None, conf, state)
-    write_json(run / f"{cfg.out_stem}_grid.json", sorted(grid, key=lambda g: -g[cfg.select_metric]))
+    write_json(run / f"{cfg.out_stem}_grid.json", sorted(grid, key=lambda g: -select_value(g, cfg.select_metric)))
     return record
 
 

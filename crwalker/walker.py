@@ -35,6 +35,7 @@ from crwalker.config import ModelConfig
 from crwalker.data import ROOT, WalkerBatch
 from crwalker.fusion import MoviePrior, fusion_active
 from crwalker.model import EntityEncoder, IntentSelector, UserPortrait, UtteranceEncoder
+from crwalker.state import STATE_DIM
 from kg_build.acts import ActNode, DialogAct
 from kg_build.schema import KnowledgeGraph
 
@@ -107,7 +108,8 @@ class CRWalker(nn.Module):
         self.utterance = UtteranceEncoder(bert_dim, d, cfg.dropout)
         self.entities = EntityEncoder(len(kg), kg.num_relations, d, cfg.rgcn_layers, cfg.rgcn_bases, cfg.rgcn_impl)
         self.portrait = UserPortrait(d, cfg.attn_hidden)
-        self.intent_selector = IntentSelector(d, cfg.intent_hidden, len(INTENT_NAMES))
+        extra = STATE_DIM if cfg.intent_state else 0  # s_t beside u_t (crwalker.state)
+        self.intent_selector = IntentSelector(d + extra, cfg.intent_hidden, len(INTENT_NAMES))
         self.intent_emb = nn.Embedding(len(INTENT_NAMES), d)
         self.hop1 = WalkerCell(d, with_parent=False)
         self.hop2 = WalkerCell(d, with_parent=True)
@@ -138,13 +140,18 @@ class CRWalker(nn.Module):
 
         In eval mode the intent logits include ``cfg.intent_log_prior`` (class-prior correction tuned on
         valid by :mod:`crwalker.tune`; zeros by default), so every inference path uses the same decision.
+        With ``cfg.intent_state`` the intent MLP reads ``[u_t; s_t]`` (``batch.state``, :mod:`crwalker.state`).
         """
         u = self.utterance(batch.utt, batch.utt_len)
         p = self.portrait(H, batch.mentions, batch.mention_mask)
-        logits = self.intent_selector(u)
+        logits = self.intent_selector(self.intent_input(u, batch.state))
         if not self.training and any(self.cfg.intent_log_prior):
             logits = logits + torch.as_tensor(self.cfg.intent_log_prior, dtype=logits.dtype, device=logits.device)
         return u, p, logits
+
+    def intent_input(self, u: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Input of the Eq. 4 MLP: ``u_t``, or ``[u_t; s_t]`` when ``cfg.intent_state``."""
+        return torch.cat([u, state.to(u.dtype)], -1) if self.cfg.intent_state else u
 
     def _parent_emb(self, H: torch.Tensor, parents: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
         """``h_{e_j}`` for entity parents; the intent embedding for :data:`ROOT`."""

@@ -382,7 +382,7 @@ def load_bundle(folder: str | Path, kg, kg_dir: str | Path, device) -> tuple:
     Raises:
         BundleError: corrupt bundle (hash mismatch) or KG mismatch.
     """
-    from crwalker.config import ModelConfig
+    from crwalker.config import model_config_of
     from crwalker.generation.model import ActConditionedGenerator
 
     from .engine import build_walker
@@ -393,7 +393,7 @@ def load_bundle(folder: str | Path, kg, kg_dir: str | Path, device) -> tuple:
         raise BundleError(f"bundle {folder} failed verification: " + "; ".join(problems[:5]))
     man = read_json(folder / "manifest.json")
     check_kg(man, kg_dir)
-    cfg = ModelConfig(**man["walker"]["config"])
+    cfg = model_config_of(man["walker"]["config"])
     walker = build_walker(cfg, read_sharded(folder, man["walker"]["tensors"]), kg, device)
     tmp = Path(tempfile.mkdtemp(prefix="crwalker-gen-"))
     try:
@@ -409,13 +409,13 @@ def write_walker_checkpoint(folder: str | Path, manifest: dict, kg_dir: str | Pa
     :mod:`crwalker.checkpoint` format plus ``<out>/features.json``, so ``python -m crwalker.evaluate --run <out>
     --checkpoint tuned`` evaluates the released model."""
     from crwalker.checkpoint import save_checkpoint
-    from crwalker.config import ModelConfig
+    from crwalker.config import model_config_of
     from kg_build.schema import KnowledgeGraph
 
     from .engine import build_walker
 
     check_kg(manifest, kg_dir)
-    cfg = ModelConfig(**manifest["walker"]["config"])
+    cfg = model_config_of(manifest["walker"]["config"])
     walker = build_walker(
         cfg, read_sharded(Path(folder), manifest["walker"]["tensors"]), KnowledgeGraph.load(kg_dir), "cpu"
     )

@@ -27,6 +27,7 @@ import torch
 from crwalker.candidates import INTENT_INDEX, INTENT_NAMES, CandidateSets
 from crwalker.config import ModelConfig, model_config_of
 from crwalker.metrics import rank_candidates
+from crwalker.state import STATE_DIM
 from crwalker.walker import CRWalker
 from kg_build.acts import ActNode, DialogAct
 from kg_build.schema import KnowledgeGraph
@@ -116,7 +117,8 @@ class Engine:
         self.cards = cards or CardFactory(kg)
         self.linker = (linker or EntityLinker.from_kg(kg)).load()
         self.manifest = manifest or {}
-        self.gen_kwargs = {"max_new_tokens": 50, "top_p": 0.9, "do_sample": True, **(gen_kwargs or {})}
+        decoding = getattr(generator, "decoding", {"top_p": 0.9})  # the checkpoint's tuned top-p / temperature
+        self.gen_kwargs = {"max_new_tokens": 50, "do_sample": True, **decoding, **(gen_kwargs or {})}
         self._link_lock = threading.Lock()
         self.guide = guide
         class_of = kg.class_ids
@@ -196,7 +198,7 @@ class Engine:
         enc = bert if bert is not None else load_bert(model.cfg.bert, dev)
         want = manifest.get("bert_fingerprint")
         if check_bert and want and bert is None:
-            got = model_fingerprint(enc[1], model.cfg.bert_max_length)
+            got = model_fingerprint(enc[1], model.cfg.bert_max_length, model.cfg.bert_pooling)
             if got != want:
                 raise ValueError(
                     f"utterance encoder {model.cfg.bert!r} has fingerprint {got}, but the walker was trained "
@@ -247,7 +249,10 @@ class Engine:
         if not pairs:
             return torch.zeros(0, self.bert.config.hidden_size)
         # one pair per forward: no padding, so a pair's vector does not depend on what it was batched with
-        return encode_pairs(list(pairs), self.bert_tokenizer, self.bert, 1, self.cfg.bert_max_length)
+        cfg = self.cfg
+        return encode_pairs(
+            list(pairs), self.bert_tokenizer, self.bert, 1, cfg.bert_max_length, False, cfg.bert_pooling
+        )
 
     @torch.inference_mode()
     def walk(
@@ -257,6 +262,7 @@ class Engine:
         controls: WalkControls,
         tree_exclude: set[int],
         rec_exclude: set[int],
+        state: Sequence[float] | None = None,
     ) -> WalkOutcome:
         """Eq. 1 (LSTM over ``feats``), Eq. 3-4 (portrait, intent) and the two-hop walk (Eq. 5-7).
 
@@ -266,6 +272,8 @@ class Engine:
             controls: ``tau``, ``m`` and the leaf cap.
             tree_exclude: Entities no tree may contain.
             rec_exclude: Movies that may not be recommended nor ranked.
+            state: dialogue-state features ``s_t`` (:func:`crwalker.state.dialogue_state`; zeros if None),
+                read by walkers trained with ``intent_state``.
         """
         w = self.walker
         dev = self.device
@@ -274,6 +282,7 @@ class Engine:
         batch = SimpleNamespace(
             utt=utt,
             utt_len=torch.tensor([utt.shape[1]]),
+            state=torch.tensor([list(state) if state is not None else [0.0] * STATE_DIM], device=dev),
             mentions=torch.tensor([ctx or [0]], dtype=torch.long, device=dev),
             mention_mask=torch.tensor([[True] * len(ctx) or [False]], device=dev),
         )

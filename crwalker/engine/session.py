@@ -45,6 +45,7 @@ import torch
 
 from crwalker.data import exchange_pairs
 from crwalker.features import pair_key
+from crwalker.state import dialogue_state
 
 from .cards import clean_user_text
 from .engine import Engine, WalkOutcome
@@ -187,7 +188,9 @@ class Session:
         context = self.walker_context(mentioned, prefs)
         movie_ctx = {e for e in mentioned if eng.types[e] == "movie"}
         rec_excl = prefs.recommend_exclusions(eng.types, eng.cands.neighbors) | movie_ctx
-        out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl)
+        n_sys = sum(1 for t in self.turns if t["role"] == SYSTEM)
+        state = dialogue_state(n_sys, len(turns), [r.intent for r in self.results], text, len(context))
+        out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl, state)
         info = None
         if guide is not None:
             out, info = self._guided(out, gstate, prefs, rec_excl, controls, absorbed)

@@ -87,6 +87,9 @@ class EvalConfig:
     batch_size: int = field(16, "Generation / scoring batch size.")
     max_new_tokens: int = field(50, "Max new tokens per reply.")
     top_p: float = field(0.9, "Nucleus sampling p.")
+    temperature: float = field(
+        0.0, "Sampling temperature (before top-p, as transformers); 0 = the checkpoint's tuned value (generator.json)."
+    )
     complete: bool = field(True, "Append recommend-act movies the reply did not name.")
     latency_runs: int = field(20, "Streamed replies timed per backend (0 = skip latency).")
     latency_tokens: int = field(40, "Tokens per timed reply.")
@@ -138,6 +141,7 @@ def run_row(
     order = sorted(range(len(examples)), key=lambda i: lengths[i])
     by_pos: dict[int, tuple[str, str]] = {}
     nll, n_tok = 0.0, 0
+    temperature = cfg.temperature or gen.decoding["temperature"]
     for i in tqdm(range(0, len(order), cfg.batch_size), desc=desc, dynamic_ncols=True):
         chunk = [examples[j] for j in order[i : i + cfg.batch_size]]
         raws, s, c = gen.decode_and_score(
@@ -145,6 +149,7 @@ def run_row(
             [e.target(gen.use_act) for e in chunk],
             max_new_tokens=cfg.max_new_tokens,
             top_p=cfg.top_p,
+            temperature=temperature,
         )
         nll, n_tok = nll + s, n_tok + c
         for j, e, raw in zip(order[i : i + cfg.batch_size], chunk, raws, strict=True):
@@ -167,7 +172,11 @@ def run_row(
         "KP": _pct(k["precision"]),
         "KR": _pct(k["recall"]),
         "PPL": M.perplexity(nll, n_tok),
+        # tokenizer-independent: the same NLL per whitespace word of the target (+1 for its end), so
+        # backends with different vocabularies (6k BPE vs SmolLM2's 49k) can be compared
+        "PPL_word": M.perplexity(nll, sum(len(e.target(gen.use_act).split()) + 1 for e in examples)),
         "n": len(examples),
+        "temperature": temperature,
     }
     turns = [
         {

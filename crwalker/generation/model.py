@@ -15,7 +15,8 @@ target modules for the architecture); only the adapter is saved.
 **Checkpoint folder** (written atomically: a temporary sibling folder renamed into place):
 
 * ``generator.json`` -- ``{"schema_version", "spec": BackendSpec, "use_act": bool, "prompt_format",
-  "train": {...}}``;
+  "train": {...}}`` and, once tuned on valid, ``"decoding": {"top_p", "temperature"}`` plus
+  ``"decoding_tuning"`` (:mod:`crwalker.generation.tune_decoding`);
 * full model: ``model.safetensors`` + ``config.json`` (+ ``generation_config.json``);
   LoRA: ``adapter_model.safetensors`` + ``adapter_config.json`` (the base comes from ``spec``);
 * tokenizer files (``tokenizer.json``, ``tokenizer_config.json``, ...).
@@ -165,6 +166,10 @@ def _model_max_positions(model) -> int:
     return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 1024))
 
 
+#: Sampling settings of a checkpoint without a tuned ``"decoding"`` entry (the paper's: top-p 0.9, temperature 1).
+DEFAULT_DECODING = {"top_p": 0.9, "temperature": 1.0}
+
+
 class ActConditionedGenerator:
     """``p(y_t | x_t, A_t)`` (Eq. 8) around a causal LM; ``use_act=False`` is the no-act baseline.
 
@@ -180,6 +185,14 @@ class ActConditionedGenerator:
         self.tokenizer = tokenizer
         self.spec = spec
         self.use_act = use_act
+        self.meta: dict = {}
+
+    @property
+    def decoding(self) -> dict:
+        """Sampling settings of this checkpoint: ``top_p`` 0.9 (the paper's) and ``temperature``, which
+        ``python -m crwalker.generation.tune_decoding`` chooses on valid and stores in ``generator.json``
+        (``"decoding"``); 1.0 when absent."""
+        return {**DEFAULT_DECODING, **(self.meta.get("decoding") or {})}
 
     @classmethod
     def create(cls, spec: BackendSpec, use_act: bool = True, tokenizer=None) -> ActConditionedGenerator:
@@ -243,7 +256,9 @@ class ActConditionedGenerator:
             mask[i, width - len(x) :] = 1
         return input_ids.to(self.device), mask.to(self.device)
 
-    def _gen_kwargs(self, max_new_tokens: int, top_p: float, do_sample: bool, **extra) -> dict:
+    def _gen_kwargs(
+        self, max_new_tokens: int, top_p: float, do_sample: bool, temperature: float = 1.0, **extra
+    ) -> dict:
         kw = {
             "max_new_tokens": max_new_tokens,
             "do_sample": do_sample,
@@ -253,7 +268,7 @@ class ActConditionedGenerator:
             **extra,
         }
         if do_sample:
-            kw.update(top_p=top_p, top_k=0, temperature=1.0)
+            kw.update(top_p=top_p, top_k=0, temperature=float(temperature))
         return kw
 
     @torch.inference_mode()
@@ -264,13 +279,16 @@ class ActConditionedGenerator:
         top_p: float = 0.9,
         do_sample: bool = True,
         max_prompt_tokens: int = 96,
+        temperature: float = 1.0,
     ) -> list[str]:
         """Decode one reply per prompt (placeholders *not* filled), batched with left padding."""
         self.model.eval()
         max_prompt_tokens = min(max_prompt_tokens, _model_max_positions(self.model) - max_new_tokens)
         input_ids, mask = self._encode_prompts(prompts, max_prompt_tokens)
         out = self.model.generate(
-            input_ids=input_ids, attention_mask=mask, **self._gen_kwargs(max_new_tokens, top_p, do_sample)
+            input_ids=input_ids,
+            attention_mask=mask,
+            **self._gen_kwargs(max_new_tokens, top_p, do_sample, temperature),
         )
         new = out[:, input_ids.shape[1] :]
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
@@ -285,11 +303,12 @@ class ActConditionedGenerator:
         do_sample: bool = True,
         max_prompt_tokens: int = 96,
         max_reply_tokens: int = 64,
+        temperature: float = 1.0,
     ) -> tuple[list[str], float, int]:
         """Batched decoding for evaluation, plus the gold targets' NLL from the same prompt pass.
 
         The same distribution as :meth:`generate_raw` (left padding, nucleus sampling with ``top_p``,
-        ``top_k`` off, temperature 1, stop at EOS or ``max_new_tokens``) with a hand-written KV-cache loop
+        ``top_k`` off, ``temperature``, stop at EOS or ``max_new_tokens``) with a hand-written KV-cache loop
         that (1) runs the prompts once and reuses that cache both to score ``" " + target + EOS`` (teacher
         forcing, truncated as :func:`~crwalker.generation.data.encode_pair`) and to decode, and (2) drops
         finished rows from the batch, so a batch costs its replies' actual lengths rather than 50 steps each.
@@ -336,7 +355,7 @@ class ActConditionedGenerator:
         alive = torch.arange(len(prompts), device=ids.device)
         new: list[list[int]] = [[] for _ in prompts]
         for step in range(max_new_tokens):
-            token = _sample_top_p(logits, top_p) if do_sample else logits.argmax(-1)
+            token = _sample_top_p(logits, top_p, temperature) if do_sample else logits.argmax(-1)
             done = token == tok.eos_token_id
             for row, t, d in zip(alive.tolist(), token.tolist(), done.tolist(), strict=True):
                 if not d:
@@ -387,6 +406,7 @@ class ActConditionedGenerator:
         top_p: float = 0.9,
         do_sample: bool = True,
         max_prompt_tokens: int = 96,
+        temperature: float = 1.0,
         **generate_kwargs,
     ) -> Iterator[str]:
         """Yield the reply as text pieces while it is decoded (placeholders filled on the fly).
@@ -405,7 +425,7 @@ class ActConditionedGenerator:
             input_ids=input_ids,
             attention_mask=mask,
             streamer=streamer,
-            **self._gen_kwargs(max_new_tokens, top_p, do_sample, **generate_kwargs),
+            **self._gen_kwargs(max_new_tokens, top_p, do_sample, temperature, **generate_kwargs),
         )
         errors: list[BaseException] = []
 
@@ -546,9 +566,14 @@ class ActConditionedGenerator:
         return gen.to(device)
 
 
-def _sample_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """One token per row by nucleus sampling (as transformers' ``TopPLogitsWarper``: drop the lowest-probability
-    tokens whose cumulative probability is <= ``1 - top_p``, always keep the most likely one), temperature 1."""
+def _sample_top_p(logits: torch.Tensor, top_p: float, temperature: float = 1.0) -> torch.Tensor:
+    """One token per row by nucleus sampling, as transformers' ``TemperatureLogitsWarper`` then
+    ``TopPLogitsWarper``: divide the logits by ``temperature``, drop the lowest-probability tokens whose
+    cumulative probability is <= ``1 - top_p`` (always keep the most likely one), sample."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if temperature != 1.0:
+        logits = logits / temperature
     sorted_logits, sorted_idx = torch.sort(logits, descending=False, dim=-1)
     cum = sorted_logits.softmax(-1).cumsum(-1)
     remove = cum <= (1 - top_p)

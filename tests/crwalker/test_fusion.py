@@ -36,18 +36,42 @@ def test_prior_terms_and_bonus(tiny_kg):
     prior.set_statistics(pop, idx, val)
     # context: Action (12) and The Terminator (4)
     t = prior.terms([12, 4], cands.movie_ids, cands.is_movie, cands.neighbors)
-    assert t.shape == (4, 5)
+    assert t.shape == (5, 5)
     assert np.allclose(t[0], np.log1p([1, 0, 1, 1, 1]))
     assert t[1].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]  # P(Alien | Terminator) = 1
     action_movies = {n for n in cands.neighbors(12) if cands.is_movie[n]}
     assert t[2].tolist() == [np.log1p(1.0) if m in action_movies else 0.0 for m in cands.movie_ids]
     assert t[3].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert t[4].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]  # Terminator is the last (only) movie mentioned
     off = ModelConfig()
     assert not fusion_active(off)
     assert prior.bonus(off, [12, 4], cands.movie_ids, cands.is_movie, cands.neighbors).tolist() == [0.0] * 5
     on = dataclasses.replace(off, fusion_mentioned=2.0, fusion_cooccurrence=1.0, fusion_cooc_scale=3.0)
     b = prior.bonus(on, [12, 4], cands.movie_ids, cands.is_movie, cands.neighbors)
     assert np.allclose(b, [2.0, 0.0, np.log1p(3.0), 0.0, 0.0])
+
+
+def test_recency_term_follows_the_mention_order(tiny_kg):
+    cands = CandidateSets(tiny_kg)
+    prior = MoviePrior(len(cands.movie_ids))
+    ids = [int(m) for m in cands.movie_ids]
+    # three movies mentioned in the order ids[2], genre 12, ids[0], ids[3]: recency 1/3, 1/2, 1 (the genre is skipped)
+    t = prior.terms([ids[2], 12, ids[0], ids[3]], cands.movie_ids, cands.is_movie, cands.neighbors)
+    assert np.allclose(t[4], [1 / 2, 0.0, 1 / 3, 1.0, 0.0])
+    on = dataclasses.replace(ModelConfig(), fusion_recency=6.0)
+    assert fusion_active(on)
+    b = prior.bonus(on, [ids[2], 12, ids[0], ids[3]], cands.movie_ids, cands.is_movie, cands.neighbors)
+    assert np.allclose(b, [3.0, 0.0, 2.0, 6.0, 0.0])
+
+
+def test_select_value_sums_metrics():
+    from crwalker.tune import select_value
+
+    m = {"R@1": 0.05, "R@10": 0.25, "R@50": 0.5, "coverage": 0.04}
+    assert select_value(m, "R@10") == 0.25
+    assert abs(select_value(m, "R@1+R@10+R@50") - 0.8) < 1e-12
+    with pytest.raises(ValueError, match="unknown"):
+        select_value(m, "R@5")
 
 
 def test_gold_ranks_match_rank_candidates():
@@ -103,10 +127,12 @@ def test_fusion_and_intent_prior_in_predict(walker_setup):
         assert np.allclose(z_f - z_b, 10.0 * ment, atol=1e-6)
     model.train()  # training logits carry no correction
     u, _, logits = model.encode(batch, model.entity_embeddings())
-    assert torch.allclose(logits, model.intent_selector(u))
+    assert torch.allclose(logits, model.intent_selector(model.intent_input(u, batch.state)))
     model.eval()
     u, _, logits = model.encode(batch, model.entity_embeddings())
-    assert torch.allclose(logits - torch.tensor([0.0, 0.0, 100.0]), model.intent_selector(u), atol=1e-4)
+    assert torch.allclose(
+        logits - torch.tensor([0.0, 0.0, 100.0]), model.intent_selector(model.intent_input(u, batch.state)), atol=1e-4
+    )
 
 
 def test_tune_then_evaluate(tiny_data, tiny_bert, tmp_path):
@@ -131,6 +157,7 @@ def test_tune_then_evaluate(tiny_data, tiny_bert, tmp_path):
             grid_cooccurrence=[0.0],
             grid_kg=[0.0],
             grid_mentioned=[5.0],
+            grid_recency=[0.0],
             **common,
         ),
         encoder=(tok, bert),

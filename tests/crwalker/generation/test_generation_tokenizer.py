@@ -166,3 +166,17 @@ def test_sample_top_p_keeps_the_nucleus():
     torch.manual_seed(0)
     got = set(_sample_top_p(logits, 0.9).tolist())
     assert got == {0, 1}  # cumulative 0.95 >= 0.9 with the two most likely tokens
+
+
+def test_sample_top_p_temperature_reshapes_before_the_nucleus():
+    from crwalker.generation.model import _sample_top_p
+
+    # p = (0.6, 0.35, 0.04, 0.01); at T = 2 the probabilities become proportional to sqrt(p):
+    # (0.7746, 0.5916, 0.2, 0.1) / 1.6662 = (0.465, 0.355, 0.120, 0.060): the 0.9 nucleus now needs 3 tokens
+    logits = torch.log(torch.tensor([[0.6, 0.35, 0.04, 0.01]])).repeat(400, 1)
+    torch.manual_seed(0)
+    assert set(_sample_top_p(logits, 0.9, temperature=2.0).tolist()) == {0, 1, 2}
+    torch.manual_seed(0)
+    assert set(_sample_top_p(logits, 0.9, temperature=0.05).tolist()) == {0}  # near-greedy
+    with pytest.raises(ValueError, match="temperature"):
+        _sample_top_p(logits, 0.9, temperature=0.0)

@@ -98,33 +98,20 @@ def train(cfg: TrainConfig, encoder=None, log=print) -> dict:
         extra = structured_examples(Path(cfg.dialogues) / "structured_train.jsonl", kg, cands)
         log(f"structured: +{len(extra)} text-free recommend examples")
         train_ex = train_ex + extra
-    if is_main:
-        feats, fstats = attach_features(
-            train_ex + valid_ex,
-            cfg.cache,
-            cfg.bert,
-            cfg.bert_max_length,
-            cfg.encode_batch,
-            device,
-            encoder,
-            log,
+
+    def features():  # the main process encodes missing pairs first; the others then read the cache
+        return attach_features(
+            train_ex + valid_ex, cfg.cache, cfg.bert, cfg.bert_max_length, cfg.encode_batch, device, encoder, log,
             pooling=cfg.bert_pooling,
-        )
+        )  # fmt: skip
+
+    if is_main:
+        feats, fstats = features()
         write_json(run_dir / "features.json", fstats)
     if world > 1:
         torch.distributed.barrier()
     if not is_main:
-        feats, fstats = attach_features(
-            train_ex + valid_ex,
-            cfg.cache,
-            cfg.bert,
-            cfg.bert_max_length,
-            cfg.encode_batch,
-            device,
-            encoder,
-            log,
-            pooling=cfg.bert_pooling,
-        )
+        feats, fstats = features()
     log(f"{kg.describe()}\ntrain {len(train_ex)} / valid {len(valid_ex)} examples; features {fstats}")
 
     model = CRWalker(model_config_of(cfg), kg, feats.shape[1]).to(device)

@@ -75,6 +75,10 @@ class BuildConfig:
     guide_fm: str = field("", "FM folder of --guide; default <guide>/../fm.")
     movielens: str = field("data/movielens/ml-latest-small", "MovieLens folder the Movie dataset was built from.")
     movie_min_attr_items: int = field(2, "--min-attr-items the Movie dataset of --guide was built with.")
+    guide_from_bundle: str = field(
+        "",
+        "Copy the guided-mode policy (files + manifest entry, sha256-checked) from this existing bundle instead of --guide.",
+    )
 
 
 @dataclasses.dataclass
@@ -192,6 +196,24 @@ def _metrics(results: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ build
+def _guide_from_bundle(src: Path) -> tuple[dict, dict[str, bytes]]:
+    """The guide entry and ``guide/*`` files of an existing bundle, each file checked against its manifest."""
+    man_path = src / "manifest.json"
+    if not man_path.exists():
+        raise BundleError(f"{man_path} not found: --guide-from-bundle must be a bundle folder")
+    man = read_json(man_path)
+    if not man.get("guide"):
+        raise BundleError(f"{src} has no guided-mode policy to copy")
+    files: dict[str, bytes] = {}
+    for name, info in man["files"].items():
+        if name.startswith("guide/"):
+            blob = (src / name).read_bytes()
+            if hashlib.sha256(blob).hexdigest() != info["sha256"]:
+                raise BundleError(f"{src / name}: sha256 differs from {man_path}")
+            files[name] = blob
+    return {**man["guide"], "copied_from_bundle": man.get("created_utc")}, files
+
+
 def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
     """Write the bundle described by ``cfg`` (see module docstring); returns the manifest.
 
@@ -228,7 +250,10 @@ def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
     gblobs, gindex = shard_tensors(_load_st(gen_dir / weight_files[0]), "generator")
     files.update(gblobs)
     guide_entry = None
-    if cfg.guide == DEFAULT_GUIDE and not (Path(cfg.guide) / "policy.json").exists():
+    if cfg.guide_from_bundle:
+        guide_entry, gfiles = _guide_from_bundle(Path(cfg.guide_from_bundle))
+        files.update(gfiles)
+    elif cfg.guide == DEFAULT_GUIDE and not (Path(cfg.guide) / "policy.json").exists():
         print(
             f"warning: {DEFAULT_GUIDE} not found: the bundle gets no guided-mode policy (train it with "
             "`python -m crwalker.policies.movie_data && python -m crwalker.policies.train --policy scpr "

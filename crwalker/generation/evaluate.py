@@ -325,18 +325,25 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def merge_parts(cfg: EvalConfig) -> dict:
-    """Union of partial results files (rows, backends, consistency) written as one ``--out`` file."""
+    """Union of partial results files (rows, backends, consistency) written as one ``--out`` file.
+
+    The first part fixes the split and the number of turns. A part evaluated on another number of turns
+    (``--sample``: e.g. a backend too slow for the whole test set) contributes only its ``backends``
+    entries, each keeping its own ``n``; its rows are left out.
+    """
     from data_scripts.utils.io import read_json
 
     parts = [read_json(p) for p in cfg.merge]
-    if len({(p["split"], p["n_turns"]) for p in parts}) != 1:
-        raise SystemExit("--merge: the parts were computed on different splits / numbers of turns")
+    if len({p["split"] for p in parts}) != 1:
+        raise SystemExit("--merge: the parts were computed on different splits")
     payload: dict = {"rows": {}, "backends": {}, "movie_consistency": {}, "skipped_no_prediction": 0}
     for part in parts:
-        for key in ("rows", "movie_consistency"):
-            payload[key].update(part[key])
         for name, values in part["backends"].items():  # a latency-only part adds keys to a backend
             payload["backends"].setdefault(name, {}).update(values)
+        if part["n_turns"] != parts[0]["n_turns"]:
+            continue  # a sample: backends only
+        for key in ("rows", "movie_consistency"):
+            payload[key].update(part[key])
         payload["skipped_no_prediction"] += part["skipped_no_prediction"] if "end_to_end" in part["rows"] else 0
         payload.setdefault("default_backend", part["default_backend"])
     payload.update(split=parts[0]["split"], n_turns=parts[0]["n_turns"])

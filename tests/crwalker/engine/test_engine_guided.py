@@ -274,6 +274,15 @@ def test_bundle_carries_the_guide(tmp_path, guide_run, tiny_guide, tiny_bert, ti
     assert no_guide["guide"] is None
     b2 = Engine.load(bundle=tmp_path / "b2", kg=engine_kg_dir, device="cpu", bert=tiny_bert[:2], linker=tiny_linker)
     assert b2.guide is None
+    # rebuilding with the guide copied from the first bundle keeps the same policy files and entry
+    b3 = B.build_bundle(dataclasses.replace(cfg, guide="", guide_from_bundle=str(out), out=str(tmp_path / "b3")), ["b"])
+    assert b3["guide"]["policy"] == "scpr" and b3["guide"]["copied_from_bundle"] == man["created_utc"]
+    assert {f: v for f, v in b3["files"].items() if f.startswith("guide/")} == {
+        f: v for f, v in man["files"].items() if f.startswith("guide/")
+    }
+    assert B.verify_bundle(tmp_path / "b3", engine_kg_dir) == []
+    with pytest.raises(B.BundleError, match="no guided-mode policy"):
+        B.build_bundle(dataclasses.replace(cfg, guide_from_bundle=str(tmp_path / "b2"), out=str(tmp_path / "b4")), [])
 
 
 # ------------------------------------------------------------------------------------------ real bundle

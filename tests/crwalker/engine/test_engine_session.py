@@ -279,3 +279,24 @@ def test_stop_at_done_feedback_mid_turn_and_cross_thread_resume(make_engine):
     assert 8 in s.prefs.liked and 15 in s.rejected
     assert set(rec_ids(box["done"])) <= set(s.recommended)
     assert s.say("more", ALL).turn_index == 1  # the turn lock was released
+
+
+def test_session_feeds_the_dialogue_state_to_the_walker(make_engine, monkeypatch):
+    from crwalker.state import dialogue_state
+
+    eng = make_engine("recommend")
+    s = eng.new_session()
+    seen = []
+    real = eng.walk
+
+    def spy(feats, context, controls, tree_exclude, rec_exclude, state=None):
+        seen.append((list(state), len(context)))
+        return real(feats, context, controls, tree_exclude, rec_exclude, state)
+
+    monkeypatch.setattr(eng, "walk", spy)
+    s.say("i like action movies", ALL)
+    s.say("any with arnold schwarzenegger?", ALL)
+    (st0, n0), (st1, n1) = seen
+    assert st0 == dialogue_state(0, 1, [], "i like action movies", n0)
+    # second turn: one earlier system turn (a recommend act), the user turn is index 3 of the history + 1
+    assert st1 == dialogue_state(1, 3, ["recommend"], "any with arnold schwarzenegger?", n1)

@@ -1,5 +1,6 @@
 """train / evaluate CLIs end to end on the fixtures with a tiny from-scratch GPT-2."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -98,6 +99,21 @@ def test_train_then_evaluate(workdir, tiny_tokenizer_dir, tmp_path):
     for row in ("gold_act", "end_to_end", "no_act"):
         assert merged["rows"][row]["BLEU"] == pytest.approx(saved["rows"][row]["BLEU"])
     assert merged["rows"]["end_to_end"]["intent_acc"] == saved["rows"]["end_to_end"]["intent_acc"]
+    assert merged["rows"]["gold_act"]["temperature"] == 1.0  # no tuned decoding in generator.json
+
+    # a backend evaluated on a sample of the turns merges as a backend only (its own n), rows untouched
+    sample = tmp_path / "part_sample.json"
+    ck = tmp_path / "act" / "last"
+    meta = read_json(ck / "generator.json")
+    meta["decoding"] = {"top_p": 0.9, "temperature": 1.1}
+    (ck / "generator.json").write_text(json.dumps(meta))
+    common_s = [a for a in common if a != f"tiny={ck}"]
+    i = common_s.index("--backends")
+    common_s.insert(i + 1, f"tiny_s2={ck}")
+    evaluate.main([*common_s, "--rows", "gold_act", "--sample", "2", "--latency-runs", "0", "--out", str(sample)])
+    assert read_json(sample)["rows"]["gold_act"]["temperature"] == 1.1  # the checkpoint's tuned temperature
+    merged2 = evaluate.main([*common, "--merge", *map(str, parts), str(sample), "--out", str(tmp_path / "m2.json")])
+    assert merged2["backends"]["tiny_s2"]["n"] == 2 and merged2["rows"] == merged["rows"]
 
 
 def test_missing_labels_message(workdir, tiny_tokenizer_dir, tmp_path):

@@ -55,11 +55,11 @@ test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc; }
 
 # Chat model: the committed release bundle. When it is absent, `make demo` trains one first (tqdm bars show
-# ETAs; about 1.5-2 h on 2 CPU cores: MiniLM features ~5 min, walker ~30 min + fusion tuning ~3 min, generator
-# <= 85 min, guided-mode SCPR policy ~5 min).
+# ETAs; about 1.5-2 h on 2 CPU cores: MiniLM features ~5 min, walker ~12 min + fusion tuning ~2 min, generator
+# <= 85 min + temperature tuning ~6 min, guided-mode SCPR policy ~5 min).
 CHAT_ARGS ?=
 GENERATOR ?= runs/generation/trained/best
-WALKER ?= runs/walker_e1/tuned.safetensors
+WALKER ?= runs/walker_st/tuned.safetensors
 GUIDE ?= runs/mcr/movie/scpr
 GEN_TRAIN ?= --backend gpt2-scratch --tokenizer runs/generation/tokenizer_6k --n-layer 4 --n-embd 256 --n-head 4 \
 	--n-positions 256 --dropout 0.1 --batch-size 16 --lr 1e-3 --warmup-steps 60 --schedule cosine --bucket 50 \
@@ -69,10 +69,11 @@ release/bundle/manifest.json:
 	@echo "No release bundle in release/bundle: training walker + generator + guide policy first (see README, 'Release bundle')."
 	$(MAKE) --no-print-directory install data
 	$(PY) -m crwalker.features
-	$(PY) -m crwalker.train --name walker_e1 --epochs 8
-	$(PY) -m crwalker.tune --run runs/walker_e1
+	$(PY) -m crwalker.train --name walker_st --epochs 10 --patience 3
+	$(PY) -m crwalker.tune --run runs/walker_st
 	$(PY) -m crwalker.generation.tokenizer --vocab-size 6000 --out runs/generation/tokenizer_6k
 	$(PY) -m crwalker.generation.train $(GEN_TRAIN) --use-act true --out runs/generation/trained
+	$(PY) -m crwalker.generation.tune_decoding --checkpoint runs/generation/trained/best
 	$(PY) -m crwalker.policies.movie_data
 	$(PY) -m crwalker.policies.train --policy scpr --dataset movie --episodes 500
 	$(MAKE) --no-print-directory bundle

@@ -26,6 +26,7 @@ import torch
 
 from crwalker.candidates import INTENT_INDEX, INTENT_NAMES, CandidateSets
 from crwalker.config import ModelConfig, model_config_of
+from crwalker.generation.model import DEFAULT_DECODING
 from crwalker.metrics import rank_candidates
 from crwalker.state import STATE_DIM
 from crwalker.walker import CRWalker
@@ -117,7 +118,7 @@ class Engine:
         self.cards = cards or CardFactory(kg)
         self.linker = (linker or EntityLinker.from_kg(kg)).load()
         self.manifest = manifest or {}
-        decoding = getattr(generator, "decoding", {"top_p": 0.9})  # the checkpoint's tuned top-p / temperature
+        decoding = getattr(generator, "decoding", DEFAULT_DECODING)  # the checkpoint's tuned top-p / temperature
         self.gen_kwargs = {"max_new_tokens": 50, "do_sample": True, **decoding, **(gen_kwargs or {})}
         self._link_lock = threading.Lock()
         self.guide = guide

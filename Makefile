@@ -59,7 +59,7 @@ test: install lint
 # <= 85 min + temperature tuning ~6 min, guided-mode SCPR policy ~5 min).
 CHAT_ARGS ?=
 GENERATOR ?= runs/generation/trained/best
-WALKER ?= runs/walker_st/tuned.safetensors
+WALKER ?= runs/walker_stx/tuned.safetensors
 GUIDE ?= runs/mcr/movie/scpr
 GEN_TRAIN ?= --backend gpt2-scratch --tokenizer runs/generation/tokenizer_6k --n-layer 4 --n-embd 256 --n-head 4 \
 	--n-positions 256 --dropout 0.1 --batch-size 16 --lr 1e-3 --warmup-steps 60 --schedule cosine --bucket 50 \
@@ -69,8 +69,8 @@ release/bundle/manifest.json:
 	@echo "No release bundle in release/bundle: training walker + generator + guide policy first (see README, 'Release bundle')."
 	$(MAKE) --no-print-directory install data
 	$(PY) -m crwalker.features
-	$(PY) -m crwalker.train --name walker_st --epochs 10 --patience 3
-	$(PY) -m crwalker.tune --run runs/walker_st
+	$(PY) -m crwalker.train --name walker_stx --epochs 10 --patience 3
+	$(PY) -m crwalker.tune --run runs/walker_stx
 	$(PY) -m crwalker.generation.tokenizer --vocab-size 6000 --out runs/generation/tokenizer_6k
 	$(PY) -m crwalker.generation.train $(GEN_TRAIN) --use-act true --out runs/generation/trained
 	$(PY) -m crwalker.generation.tune_decoding --checkpoint runs/generation/trained/best

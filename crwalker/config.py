@@ -32,6 +32,11 @@ class ModelConfig:
     intent_state: bool = field(
         True, "Feed the dialogue-state features s_t (crwalker.state) to the intent MLP beside u_t (not in the paper)."
     )
+    intent_utterance: bool = field(
+        True,
+        "Also feed the frozen-encoder vector of the user utterance x_t alone (the pair ('', x_t)) to the intent MLP "
+        "(not in the paper; the [y_{t-1}; x_t] vectors of Eq. 1 dilute the request in the system's text).",
+    )
     dropout: float = field(0.1, "Dropout on the utterance embedding.")
     threshold: float = field(0.5, "tau: an entity is selected when its score exceeds this (Eq. 7).")
     width: int = field(5, "m: at most this many entities are selected per hop.")
@@ -92,6 +97,11 @@ class TrainConfig(ModelConfig):
         False, "Add text-free recommend examples from data/redial/structured_train.jsonl (portrait-only signal)."
     )
     encode_batch: int = field(64, "Batch size for the one-off BERT feature extraction.")
+    refit: bool = field(
+        False,
+        "Train on train + valid for exactly --epochs epochs (no validation, no early stopping; best = last). Use it "
+        "after the epochs were chosen on valid, then copy the tuning with `crwalker.tune --from-tuned`.",
+    )
     log_every: int = field(50, "Steps between TensorBoard loss points.")
 
 
@@ -127,7 +137,7 @@ MODEL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelCo
 
 #: Values of fields added after checkpoints were first released, for configs that do not have them
 #: (such checkpoints were trained without the feature; the dataclass default is for new runs).
-LEGACY_MODEL_DEFAULTS = {"bert_pooling": "cls", "intent_state": False}
+LEGACY_MODEL_DEFAULTS = {"bert_pooling": "cls", "intent_state": False, "intent_utterance": False}
 
 
 def model_config_of(cfg: ModelConfig | dict) -> ModelConfig:

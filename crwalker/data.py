@@ -48,6 +48,9 @@ class Example:
     feat_rows: list[int] = dataclasses.field(default_factory=list)
     state: list[float] = dataclasses.field(default_factory=lambda: [0.0] * STATE_DIM)  # s_t (crwalker.state)
     source: str = "labels"  # "labels" or "structured" (text-free extra recommend signal)
+    #: ``("", x_t)``: the user utterance alone, encoded for the intent MLP (``ModelConfig.intent_utterance``)
+    intent_pair: tuple[str, str] = ("", "")
+    intent_row: int = -1  # row of ``intent_pair`` in the feature matrix (-1: zeros)
 
 
 @dataclasses.dataclass
@@ -61,6 +64,7 @@ class WalkerBatch:
     utt: torch.Tensor  # [B, L, H] cached BERT [CLS] of each (y_{t-1}, x_t) pair, left-aligned
     utt_len: torch.Tensor  # [B]
     state: torch.Tensor  # [B, STATE_DIM] dialogue-state features s_t (crwalker.state)
+    utt_x: torch.Tensor  # [B, H] frozen-encoder vector of the user utterance x_t alone (zeros if absent)
     mentions: torch.Tensor  # [B, M] entity ids (0 where masked)
     mention_mask: torch.Tensor  # [B, M] bool
     intent: torch.Tensor  # [B] gold intent index (INTENT_INDEX)
@@ -213,6 +217,7 @@ def build_examples(
                 gold_movies,
                 row["act"],
                 state=state,
+                intent_pair=("", pairs[-1][1]),
             )
         )
         if limit and len(out) >= limit:
@@ -293,6 +298,15 @@ def _pad_utt(examples: Sequence[Example], feats: torch.Tensor) -> tuple[torch.Te
         if e.feat_rows:
             utt[i, : len(e.feat_rows)] = feats[torch.as_tensor(e.feat_rows, dtype=torch.long)]
     return utt, torch.as_tensor(lens, dtype=torch.long)
+
+
+def _intent_utt(examples: Sequence[Example], feats: torch.Tensor) -> torch.Tensor:
+    rows = torch.as_tensor([e.intent_row for e in examples], dtype=torch.long)
+    out = feats.new_zeros((len(examples), feats.shape[1]))
+    have = rows >= 0
+    if bool(have.any()):
+        out[have] = feats[rows[have]]
+    return out
 
 
 def _pad_mentions(examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -402,6 +416,7 @@ def collate(
         utt=utt,
         utt_len=utt_len,
         state=torch.tensor([e.state for e in examples], dtype=torch.float32).reshape(len(examples), STATE_DIM),
+        utt_x=_intent_utt(examples, feats),
         mentions=mentions,
         mention_mask=mask,
         intent=lt([e.intent for e in examples]),

@@ -75,6 +75,12 @@ class FeatureCache:
         return read_json(self.dir / "meta.json") if (self.dir / "meta.json").exists() else {}
 
 
+def _example_pairs(ex) -> list[tuple[str, str]]:
+    """The pairs an example needs encoded: its ``pairs`` plus its ``intent_pair`` when it has one."""
+    extra = getattr(ex, "intent_pair", None)
+    return list(ex.pairs) + ([extra] if extra is not None else [])
+
+
 def attach_features(
     examples: list,
     cache_root: str | Path,
@@ -89,7 +95,8 @@ def attach_features(
     """Give every example ``feat_rows`` into a returned feature matrix, encoding only uncached pairs.
 
     Args:
-        examples: objects with ``pairs`` (list of (y, x)) and a ``feat_rows`` list to fill.
+        examples: objects with ``pairs`` (list of (y, x)) and a ``feat_rows`` list to fill; an optional
+            ``intent_pair`` is encoded too and its row stored in ``intent_row``.
         cache_root: feature cache root (e.g. ``cache/features``).
         bert: encoder name for :func:`crwalker.encoders.load_bert` (ignored when ``encoder`` given).
         max_length: BERT truncation length.
@@ -103,7 +110,7 @@ def attach_features(
 
     uniq: dict[bytes, tuple[str, str]] = {}
     for ex in examples:
-        for pr in ex.pairs:
+        for pr in _example_pairs(ex):
             uniq.setdefault(pair_key(pr), pr)
     tok, model = encoder if encoder is not None else load_bert(bert, device)
     fp = model_fingerprint(model, max_length, pooling)
@@ -120,6 +127,8 @@ def attach_features(
     row = {k: i for i, k in enumerate(keys)}
     for ex in examples:
         ex.feat_rows = [row[pair_key(pr)] for pr in ex.pairs]
+        if getattr(ex, "intent_pair", None) is not None and hasattr(ex, "intent_row"):
+            ex.intent_row = row[pair_key(ex.intent_pair)]
     mat = cache.matrix(keys) if keys else torch.zeros(0, int(model.config.hidden_size))
     stats = {
         "pairs": sum(len(e.pairs) for e in examples),
@@ -141,7 +150,9 @@ def dialogue_pair_sets(dialogues_path: str | Path, history: int) -> list:
     for d in load_dialogues(dialogues_path).values():
         for i, t in enumerate(d["turns"]):
             if t.get("role") == "recommender":
-                out.append(SimpleNamespace(pairs=exchange_pairs(d["turns"], i, history), feat_rows=[]))
+                pairs = exchange_pairs(d["turns"], i, history)
+                solo = ("", pairs[-1][1]) if pairs else ("", "")  # crwalker.data.Example.intent_pair
+                out.append(SimpleNamespace(pairs=pairs, feat_rows=[], intent_pair=solo, intent_row=-1))
     return out
 
 

@@ -113,6 +113,9 @@ def train(cfg: TrainConfig, encoder=None, log=print) -> dict:
     if not is_main:
         feats, fstats = features()
     log(f"{kg.describe()}\ntrain {len(train_ex)} / valid {len(valid_ex)} examples; features {fstats}")
+    if cfg.refit:  # refit on train + valid with the epochs chosen before; nothing is held out
+        train_ex, valid_ex = train_ex + valid_ex, []
+        log(f"--refit: training on train + valid ({len(train_ex)} examples) for {cfg.epochs} epochs, no validation")
 
     model = CRWalker(model_config_of(cfg), kg, feats.shape[1]).to(device)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -177,10 +180,13 @@ def train(cfg: TrainConfig, encoder=None, log=print) -> dict:
         n = max(1, len(batches))
         row = {"epoch": epoch, **{f"train_{k}": v / n for k, v in sums.items()}}
         if is_main:
-            preds = predict_examples(model, valid_ex, feats, cands, device, batch_size=64)
-            val = prediction_metrics(valid_ex, preds)
-            row.update({f"valid_{k}": v for k, v in val.items()})
-            score = float(val[cfg.select_metric])
+            if valid_ex:
+                preds = predict_examples(model, valid_ex, feats, cands, device, batch_size=64)
+                val = prediction_metrics(valid_ex, preds)
+                row.update({f"valid_{k}": v for k, v in val.items()})
+                score = float(val[cfg.select_metric])
+            else:  # --refit: the last epoch is the model
+                val, score = {"intent_acc": float("nan")}, float(epoch)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             state["train_seconds"] = state.get("train_seconds", 0.0) + row["seconds"]
             improved = score > state["best"]
@@ -198,10 +204,8 @@ def train(cfg: TrainConfig, encoder=None, log=print) -> dict:
                 if k != "epoch" and isinstance(v, float):
                     writer.add_scalar(k.replace("_", "/", 1), v, epoch)
             writer.flush()
-            log(
-                f"epoch {epoch}: loss {row['train_loss']:.4f} valid {cfg.select_metric} {score:.4f} "
-                f"intent {val['intent_acc']:.3f} ({row['seconds']}s){' *' if improved else ''}"
-            )
+            shown = f"valid {cfg.select_metric} {score:.4f} intent {val['intent_acc']:.3f}" if valid_ex else "refit"
+            log(f"epoch {epoch}: loss {row['train_loss']:.4f} {shown} ({row['seconds']}s){' *' if improved else ''}")
         if world > 1:
             obj = [state]
             torch.distributed.broadcast_object_list(obj, src=0)

@@ -13,6 +13,10 @@ The statistics of the fusion (mention counts, ordered co-occurrence) come from t
 and, with ``--use-structured``, the structured ReDial rows allowed for training
 (:func:`data_scripts.redial_structured.training_rows`: never the text valid/test conversations).
 
+``--from-tuned <tuned checkpoint>`` searches nothing: it copies another run's chosen values and installs the
+statistics, for a ``crwalker.train --refit`` run (trained on train + valid with the epochs chosen on valid,
+so valid can no longer select anything).
+
 Output: ``<run>/<out_stem>.safetensors`` (+ ``.json``): the same weights plus the statistics buffers, the
 config with the chosen values, and ``train_state["tuning"]`` (grid, chosen values, valid metrics before
 and after); ``<run>/<out_stem>_grid.json`` has every grid point. Evaluate it with
@@ -76,6 +80,11 @@ class TuneConfig:
     device: str = field("auto", "'auto', 'cpu', 'cuda:0', ...")
     threads: int = field(1, "torch.set_num_threads on CPU.")
     batch_size: int = field(64, "Examples per forward pass.")
+    from_tuned: str = field(
+        "",
+        "Copy the chosen values (fusion weights, co-occurrence scale, intent prior) of this tuned checkpoint instead "
+        "of searching: for a `train --refit` run, whose training data includes valid. Nothing is evaluated.",
+    )
 
 
 def gold_ranks(scores: np.ndarray, gold_cols: Sequence[int]) -> np.ndarray:
@@ -146,6 +155,8 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     """
     if cfg.split == "test":
         raise ValueError("tuning on the test split is not allowed")
+    if cfg.from_tuned:
+        return copy_tuning(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -231,6 +242,55 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     conf = {**doc["config"], **dataclasses.asdict(tuned_cfg)}
     save_checkpoint(run / f"{cfg.out_stem}.safetensors", model, None, conf, state)
     write_json(run / f"{cfg.out_stem}_grid.json", sorted(grid, key=lambda g: -select_value(g, cfg.select_metric)))
+    return record
+
+
+def checkpoint_bert_dim(path: Path) -> int:
+    """Encoder width ``H`` a walker checkpoint was trained with (input size of its Eq. 1 LSTM)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return int(f.get_slice("model.utterance.lstm.weight_ih_l0").get_shape()[1])
+
+
+def copy_tuning(cfg: TuneConfig) -> dict:
+    """``--from-tuned``: install the fusion statistics and the source's chosen values into ``cfg.run``'s
+    checkpoint (a refit on train + valid keeps the choices made on valid by the model it replaces)."""
+    t0 = time.perf_counter()
+    source = read_checkpoint_doc(cfg.from_tuned).get("train_state", {}).get("tuning")
+    if not source:
+        raise ValueError(f"{cfg.from_tuned}: no tuning record (train_state.tuning); run crwalker.tune on it first")
+    src_cfg = source.get("config", {})
+    cfg = dataclasses.replace(
+        cfg,
+        cooc_scale=float(src_cfg.get("cooc_scale", cfg.cooc_scale)),
+        use_structured=bool(src_cfg.get("use_structured", cfg.use_structured)),
+    )
+    run = Path(cfg.run)
+    src = run / f"{cfg.checkpoint}.safetensors"
+    doc = read_checkpoint_doc(src)
+    kg = KnowledgeGraph.load(cfg.kg)
+    cands = CandidateSets(kg)
+    chosen = dict(source["chosen"])
+    tuned_cfg = dataclasses.replace(model_config_of(doc["config"]), **chosen)
+    model = CRWalker(dataclasses.replace(tuned_cfg, **FUSION_OFF), kg, checkpoint_bert_dim(src))
+    load_checkpoint(src, model)
+    model.prior.set_statistics(*statistics_from_data(cfg, kg, cands.movie_ids))
+    model.cfg = tuned_cfg
+    record = {
+        "split": None,
+        "source_checkpoint": str(src),
+        "copied_from": str(cfg.from_tuned),
+        "chosen": chosen,
+        "source_tuning": {k: source.get(k) for k in ("split", "select_metric", "valid_before", "valid_after")},
+        "config": to_dict(cfg),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    state = dict(doc.get("train_state", {}))
+    state["tuning"] = record
+    save_checkpoint(
+        run / f"{cfg.out_stem}.safetensors", model, None, {**doc["config"], **dataclasses.asdict(tuned_cfg)}, state
+    )
     return record
 
 

@@ -109,6 +109,7 @@ class CRWalker(nn.Module):
         self.entities = EntityEncoder(len(kg), kg.num_relations, d, cfg.rgcn_layers, cfg.rgcn_bases, cfg.rgcn_impl)
         self.portrait = UserPortrait(d, cfg.attn_hidden)
         extra = STATE_DIM if cfg.intent_state else 0  # s_t beside u_t (crwalker.state)
+        extra += bert_dim if cfg.intent_utterance else 0  # the encoder vector of x_t alone
         self.intent_selector = IntentSelector(d + extra, cfg.intent_hidden, len(INTENT_NAMES))
         self.intent_emb = nn.Embedding(len(INTENT_NAMES), d)
         self.hop1 = WalkerCell(d, with_parent=False)
@@ -144,14 +145,21 @@ class CRWalker(nn.Module):
         """
         u = self.utterance(batch.utt, batch.utt_len)
         p = self.portrait(H, batch.mentions, batch.mention_mask)
-        logits = self.intent_selector(self.intent_input(u, batch.state))
+        logits = self.intent_selector(self.intent_input(u, batch.state, getattr(batch, "utt_x", None)))
         if not self.training and any(self.cfg.intent_log_prior):
             logits = logits + torch.as_tensor(self.cfg.intent_log_prior, dtype=logits.dtype, device=logits.device)
         return u, p, logits
 
-    def intent_input(self, u: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """Input of the Eq. 4 MLP: ``u_t``, or ``[u_t; s_t]`` when ``cfg.intent_state``."""
-        return torch.cat([u, state.to(u.dtype)], -1) if self.cfg.intent_state else u
+    def intent_input(self, u: torch.Tensor, state: torch.Tensor, utt_x: torch.Tensor | None = None) -> torch.Tensor:
+        """Input of the Eq. 4 MLP: ``u_t``, plus ``s_t`` when ``cfg.intent_state`` and the encoder vector of
+        ``x_t`` alone when ``cfg.intent_utterance`` (zeros when ``utt_x`` is not given)."""
+        parts = [u]
+        if self.cfg.intent_state:
+            parts.append(state.to(u.dtype))
+        if self.cfg.intent_utterance:
+            dim = self.intent_selector.net[0].in_features - sum(p.shape[-1] for p in parts)
+            parts.append(utt_x.to(u.dtype) if utt_x is not None else u.new_zeros(u.shape[0], dim))
+        return torch.cat(parts, -1) if len(parts) > 1 else u
 
     def _parent_emb(self, H: torch.Tensor, parents: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
         """``h_{e_j}`` for entity parents; the intent embedding for :data:`ROOT`."""

@@ -264,6 +264,7 @@ class Engine:
         tree_exclude: set[int],
         rec_exclude: set[int],
         state: Sequence[float] | None = None,
+        utt_x: torch.Tensor | None = None,
     ) -> WalkOutcome:
         """Eq. 1 (LSTM over ``feats``), Eq. 3-4 (portrait, intent) and the two-hop walk (Eq. 5-7).
 
@@ -275,6 +276,8 @@ class Engine:
             rec_exclude: Movies that may not be recommended nor ranked.
             state: dialogue-state features ``s_t`` (:func:`crwalker.state.dialogue_state`; zeros if None),
                 read by walkers trained with ``intent_state``.
+            utt_x: ``[H]`` encoder vector of the user utterance alone (the pair ``("", x_t)``), read by walkers
+                trained with ``intent_utterance`` (zeros if None).
         """
         w = self.walker
         dev = self.device
@@ -284,6 +287,7 @@ class Engine:
             utt=utt,
             utt_len=torch.tensor([utt.shape[1]]),
             state=torch.tensor([list(state) if state is not None else [0.0] * STATE_DIM], device=dev),
+            utt_x=None if utt_x is None else utt_x.to(dev, torch.float32)[None],
             mentions=torch.tensor([ctx or [0]], dtype=torch.long, device=dev),
             mention_mask=torch.tensor([[True] * len(ctx) or [False]], device=dev),
         )

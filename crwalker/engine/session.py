@@ -180,9 +180,16 @@ class Session:
         turns = self.turns + [{"role": USER, "text": text, "entities": []}]
         pairs = exchange_pairs(turns, len(turns), eng.cfg.history)
         keys = [pair_key(p) for p in pairs]
-        new = {k: p for k, p in zip(keys, pairs, strict=True) if k not in self._feats}
+        # walkers trained with intent_utterance also read x_t alone (the pair ("", x_t), as in crwalker.data)
+        solo = [("", pairs[-1][1])] if eng.cfg.intent_utterance and pairs else []
+        wanted = dict(zip(keys, pairs, strict=True)) | {pair_key(p): p for p in solo}
+        new = {k: p for k, p in wanted.items() if k not in self._feats}
         fresh = dict(zip(new, eng.encode(list(new.values())), strict=True)) if new else {}
         feats = torch.stack([self._feats[k] if k in self._feats else fresh[k] for k in keys])
+        utt_x = None
+        if solo:
+            k = pair_key(solo[0])
+            utt_x = self._feats[k] if k in self._feats else fresh[k]
         t_enc = time.perf_counter()
         # 4: walk with the session's exclusions
         context = self.walker_context(mentioned, prefs)
@@ -190,7 +197,7 @@ class Session:
         rec_excl = prefs.recommend_exclusions(eng.types, eng.cands.neighbors) | movie_ctx
         n_sys = sum(1 for t in self.turns if t["role"] == SYSTEM)
         state = dialogue_state(n_sys, len(turns), [r.intent for r in self.results], text, len(context))
-        out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl, state)
+        out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl, state, utt_x)
         info = None
         if guide is not None:
             out, info = self._guided(out, gstate, prefs, rec_excl, controls, absorbed)

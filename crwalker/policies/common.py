@@ -84,6 +84,15 @@ class MCRConfig:
         "UNICORN --embeddings fm: train the FM on the other train pairs and draw RL episodes only from this seeded "
         "share of them (cross-fitting: the vectors have not memorised the episode targets). 0 = off.",
     )
+    episode_split: str = field(
+        "train",
+        "UNICORN: split whose (user, item) pairs start the RL training episodes: train, or valid as the reference "
+        "implementation does (the pretrained vectors have not seen those targets); valid excludes the --select-sessions "
+        "subset that `evaluate --split valid --limit N` scores, so snapshot selection stays held out.",
+    )
+    select_sessions: int = field(
+        3000, "With --episode-split valid: size of the seeded valid subset kept out of training for selection."
+    )
     transe_p_norm: float = field(
         2.0, "TransE distance norm (2: unit-L2 embeddings whose dot products Eq. 11 can use; 1: the L1 variant)."
     )
@@ -168,6 +177,20 @@ def fm_holdout_split(pairs: np.ndarray, share: float, seed: int) -> tuple[np.nda
     hold = np.zeros(len(pairs), dtype=bool)
     hold[rng.choice(len(pairs), size=max(1, int(round(share * len(pairs)))), replace=False)] = True
     return pairs[~hold], pairs[hold]
+
+
+def episode_pairs(cfg: MCRConfig, data: MCRData) -> np.ndarray:
+    """(user, item) pairs that start UNICORN's training episodes (``--episode-split``, ``--fm-holdout``)."""
+    if cfg.episode_split == "train":
+        holdout = cfg.fm_holdout if cfg.embeddings == "fm" else 0.0
+        return fm_holdout_split(data.splits["train"], holdout, cfg.seed)[1]
+    if cfg.episode_split != "valid":
+        raise SystemExit(f"unknown --episode-split {cfg.episode_split!r}; use train or valid")
+    pairs = data.splits["valid"]
+    keep = np.ones(len(pairs), dtype=bool)
+    if 0 < cfg.select_sessions < len(pairs):  # the same draw as env.sessions(data, "valid", limit, seed)
+        keep[np.random.default_rng(cfg.seed).choice(len(pairs), size=cfg.select_sessions, replace=False)] = False
+    return pairs[keep]
 
 
 def unicorn_fm_path(cfg: MCRConfig) -> Path:

@@ -7,7 +7,8 @@ Runs one simulated session per test interaction with the trained policy from ``-
 
     {"<dataset>": {"<policy>": {"SR@15": float, "AT": float, "hDCG": float, "SR_curve": [15 floats],
                                 "train_minutes": float, "n_sessions": int, "split": str, "limit": int,
-                                "eval_minutes": float, "git_commit": str, "config": {...}}
+                                "eval_minutes": float, "git_commit": str, "config": {...} (evaluation),
+                                "train_config": {...} (training, from policy.json)}
                    | {"status": "missing", "reason": str}},
      "git_commit": str}
 
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         "limit": cfg.limit,
         "eval_minutes": round((time.time() - t0) / 60, 3),
         "git_commit": git_commit(),
-        "config": to_dict(cfg),
+        "config": to_dict(cfg),  # evaluation settings
+        "train_config": meta.get("config"),  # the settings the policy was trained with (policy.json)
     }
     update_results(cfg.results, cfg.dataset, cfg.policy, entry)
     print(

@@ -36,7 +36,7 @@ from crwalker.policies.common import (
     MCRConfig,
     build_policy,
     check_supported,
-    fm_holdout_split,
+    episode_pairs,
     kgensam_tensors,
     load_data,
     make_kgensam,
@@ -108,13 +108,10 @@ def train_unicorn_cli(cfg: MCRConfig, data, run, device, logger) -> dict:
             },
         )
 
-    # --fm-holdout: episodes come from the train pairs the FM did not see (all pairs otherwise)
-    holdout = cfg.fm_holdout if cfg.embeddings == "fm" else 0.0
-    episode_pairs = fm_holdout_split(data.splits["train"], holdout, cfg.seed)[1]
     st = train_unicorn(
         policy,
         env,
-        episode_pairs,
+        episode_pairs(cfg, data),
         cfg.episodes,
         lr=cfg.lr,
         l2=cfg.l2,
@@ -184,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     fm = load_or_train_fm(data, cfg.fm_path(), cfg.fm_config(), device)
     # the FM may come from the shared cache: count its recorded training time, not the load time
     fm_minutes = float(read_json(cfg.fm_path() / "fm.json").get("train_seconds", 0.0)) / 60
+    # re-seed: training the FM in this process (no cache yet) consumes random numbers, loading it does not;
+    # without this the policy's initialisation and exploration depended on whether the FM was cached
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
     t0 = time.time()
     policy = build_policy(cfg, data, fm, device) if cfg.policy != "kgensam" else None
     env = MCREnv(data, cfg.max_turn, cfg.topk, cfg.seed)

@@ -127,11 +127,13 @@ def test_fusion_and_intent_prior_in_predict(walker_setup):
         assert np.allclose(z_f - z_b, 10.0 * ment, atol=1e-6)
     model.train()  # training logits carry no correction
     u, _, logits = model.encode(batch, model.entity_embeddings())
-    assert torch.allclose(logits, model.intent_selector(model.intent_input(u, batch.state)))
+    assert torch.allclose(logits, model.intent_selector(model.intent_input(u, batch.state, batch.utt_x)))
     model.eval()
     u, _, logits = model.encode(batch, model.entity_embeddings())
     assert torch.allclose(
-        logits - torch.tensor([0.0, 0.0, 100.0]), model.intent_selector(model.intent_input(u, batch.state)), atol=1e-4
+        logits - torch.tensor([0.0, 0.0, 100.0]),
+        model.intent_selector(model.intent_input(u, batch.state, batch.utt_x)),
+        atol=1e-4,
     )
 
 
@@ -173,3 +175,83 @@ def test_tune_then_evaluate(tiny_data, tiny_bert, tmp_path):
     )
     assert {"cr_walker", "cr_walker_no_fusion", "fusion_prior_only", "popularity"} <= set(res["rows"])
     assert res["tuning"]["chosen"]["fusion_mentioned"] == 5.0
+
+
+def test_refit_trains_on_train_and_valid_and_copies_the_tuning(tiny_data, tiny_bert, tmp_path):
+    """`train --refit` has no validation (best = last epoch); `tune --from-tuned` copies the chosen values."""
+    from crwalker.candidates import CandidateSets
+    from crwalker.checkpoint import read_checkpoint_doc
+    from crwalker.data import build_examples, load_dialogues
+    from kg_build.schema import KnowledgeGraph
+
+    tok, bert, _ = tiny_bert
+    common = {
+        "kg": str(tiny_data / "kg"),
+        "labels": str(tiny_data / "labels"),
+        "dialogues": str(tiny_data / "redial"),
+        "cache": str(tmp_path / "cache"),
+        "device": "cpu",
+    }
+    tc = TrainConfig(runs=str(tmp_path / "runs"), bert="tiny", dim=8, attn_hidden=4, intent_hidden=4, batch_size=4)
+    train(dataclasses.replace(tc, name="sel", epochs=1, **common), encoder=(tok, bert), log=QUIET)
+    summary = train(
+        dataclasses.replace(tc, name="refit", epochs=2, refit=True, **common), encoder=(tok, bert), log=QUIET
+    )
+    assert summary["epochs_run"] == 2 and summary["best_epoch"] == 2
+    hist = read_checkpoint_doc(tmp_path / "runs/refit/best.safetensors")["train_state"]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2] and not any(k.startswith("valid_") for k in hist[-1])
+    # steps per epoch: train + valid examples in batches of 4
+    cands = CandidateSets(KnowledgeGraph.load(tiny_data / "kg"))
+    n = 0
+    for split in ("train", "valid"):
+        dlg = load_dialogues(tiny_data / "redial" / f"{split}.jsonl")
+        n += len(build_examples(tiny_data / "labels" / f"{split}.jsonl", dlg, cands, 3))
+    assert read_checkpoint_doc(tmp_path / "runs/refit/last.safetensors")["train_state"]["step"] == 2 * -(-n // 4)
+    grids = {"grid_popularity": [0.5], "grid_cooccurrence": [0.0], "grid_kg": [2.0], "grid_mentioned": [5.0]}
+    grids["grid_recency"] = [8.0]
+    src = tune(TuneConfig(run=str(tmp_path / "runs/sel"), use_structured=False, **grids, **common),
+               encoder=(tok, bert), log=QUIET)  # fmt: skip
+    rec = tune(
+        TuneConfig(run=str(tmp_path / "runs/refit"), from_tuned=str(tmp_path / "runs/sel/tuned.safetensors"), **common),
+        log=QUIET,
+    )
+    assert rec["chosen"] == src["chosen"] and rec["split"] is None
+    doc = read_checkpoint_doc(tmp_path / "runs/refit/tuned.safetensors")
+    assert doc["config"]["fusion_kg"] == 2.0 and doc["config"]["intent_log_prior"] == src["chosen"]["intent_log_prior"]
+    assert doc["train_state"]["tuning"]["config"]["use_structured"] is False  # taken from the source tuning
+    res = evaluate(
+        EvalConfig(run=str(tmp_path / "runs/refit"), checkpoint="tuned", out=str(tmp_path / "r.json"), plot="",
+                   widths=[1], **common),
+        encoder=(tok, bert),
+        log=QUIET,
+    )  # fmt: skip
+    assert res["rows"]["cr_walker"] != res["rows"]["cr_walker_no_fusion"]
+
+
+def test_intent_reads_the_user_utterance_alone(walker_setup, tiny_kg):
+    """intent_utterance: the batch carries the vector of ("", x_t) and the Eq. 4 MLP reads [u; s_t; x_t]."""
+    from crwalker.config import model_config_of
+    from crwalker.data import collate
+    from crwalker.features import pair_key
+
+    cands, exs, feats, model = walker_setup
+    assert model.cfg.intent_utterance
+    for ex in exs:
+        assert ex.intent_pair == ("", ex.pairs[-1][1]) and ex.intent_row >= 0
+        # a pair whose system side is empty (the first turn) is its own intent pair: same cached row
+        assert (ex.intent_row == ex.feat_rows[-1]) == (ex.pairs[-1][0] == "")
+    assert any(ex.pairs[-1][0] for ex in exs)
+    ex = exs[0]
+    batch = collate(exs[:3], feats, cands, 0, torch.Generator(), targets=False)
+    assert torch.equal(batch.utt_x, feats[[e.intent_row for e in exs[:3]]])
+    assert model.intent_selector.net[0].in_features == 8 + 9 + feats.shape[1]
+    u = torch.zeros(3, 8)
+    x = model.intent_input(u, batch.state, batch.utt_x)
+    assert torch.equal(x[:, 8 + 9 :], batch.utt_x)
+    assert torch.equal(model.intent_input(u, batch.state)[:, 8 + 9 :], torch.zeros(3, feats.shape[1]))
+    # the same pair text gives the same cache key (the engine encodes ("", x_t) per turn)
+    assert pair_key(ex.intent_pair) == pair_key(("", ex.pairs[-1][1]))
+    # checkpoints from before the option load as walkers without it
+    old = model_config_of({"dim": 8, "attn_hidden": 4, "intent_hidden": 4, "intent_state": True})
+    assert not old.intent_utterance
+    assert CRWalker(old, tiny_kg, feats.shape[1]).intent_selector.net[0].in_features == 8 + 9

@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+import torch
 
 from crwalker.engine import Session, TurnResult, WalkControls
 from crwalker.engine.engine import cap_leaves
@@ -289,14 +290,18 @@ def test_session_feeds_the_dialogue_state_to_the_walker(make_engine, monkeypatch
     seen = []
     real = eng.walk
 
-    def spy(feats, context, controls, tree_exclude, rec_exclude, state=None):
-        seen.append((list(state), len(context)))
-        return real(feats, context, controls, tree_exclude, rec_exclude, state)
+    def spy(feats, context, controls, tree_exclude, rec_exclude, state=None, utt_x=None):
+        seen.append((list(state), len(context), utt_x))
+        return real(feats, context, controls, tree_exclude, rec_exclude, state, utt_x)
 
     monkeypatch.setattr(eng, "walk", spy)
     s.say("i like action movies", ALL)
     s.say("any with arnold schwarzenegger?", ALL)
-    (st0, n0), (st1, n1) = seen
+    (st0, n0, x0), (st1, n1, x1) = seen
+    # intent_utterance (default on): the user utterance alone is encoded as the pair ("", x_t), as in training
+    assert eng.cfg.intent_utterance
+    assert torch.allclose(x0, eng.encode([("", "i like action movies")])[0])
+    assert torch.allclose(x1, eng.encode([("", "any with arnold schwarzenegger?")])[0])
     assert st0 == dialogue_state(0, 1, [], "i like action movies", n0)
     # second turn: one earlier system turn (a recommend act), the user turn is index 3 of the history + 1
     assert st1 == dialogue_state(1, 3, ["recommend"], "any with arnold schwarzenegger?", n1)

@@ -1,4 +1,4 @@
-"""Helpers of train / evaluate: snapshot progress, the --fm-holdout split."""
+"""Helpers of train / evaluate: snapshot progress, the --fm-holdout split, the --episode-split pairs."""
 
 from __future__ import annotations
 
@@ -33,3 +33,28 @@ def test_fm_holdout_split_is_a_seeded_partition():
     assert np.array_equal(again[0], fm) and np.array_equal(again[1], rl)
     same, same2 = fm_holdout_split(pairs, 0.0, seed=3)
     assert same is pairs and same2 is pairs
+
+
+def test_episode_pairs_from_valid_leave_out_the_selection_sessions():
+    import dataclasses
+
+    import numpy as np
+    import pytest
+
+    from crwalker.policies.common import MCRConfig, episode_pairs
+    from crwalker.policies.env import sessions
+
+    rng = np.random.default_rng(0)
+    splits = {s: rng.integers(0, 1000, size=(n, 2)) for s, n in (("train", 50), ("valid", 30), ("test", 30))}
+    data = type("D", (), {"splits": splits})()
+    cfg = MCRConfig(policy="unicorn", episode_split="valid", select_sessions=12, seed=5)
+    got = episode_pairs(cfg, data)
+    held = sessions(data, "valid", 12, 5)  # what `evaluate --split valid --limit 12 --seed 5` scores
+    assert len(got) == 18 and len(held) == 12
+    # together they are exactly the valid split, with no session in both
+    both = sorted(map(tuple, np.concatenate([got, held]).tolist()))
+    assert both == sorted(map(tuple, splits["valid"].tolist()))
+    assert np.array_equal(episode_pairs(dataclasses.replace(cfg, episode_split="train"), data), splits["train"])
+    assert len(episode_pairs(dataclasses.replace(cfg, select_sessions=0), data)) == 30
+    with pytest.raises(SystemExit, match="episode-split"):
+        episode_pairs(dataclasses.replace(cfg, episode_split="test"), data)

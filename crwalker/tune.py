@@ -161,11 +161,7 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    run = Path(cfg.run)
-    src = run / f"{cfg.checkpoint}.safetensors"
-    doc = read_checkpoint_doc(src)
-    kg = KnowledgeGraph.load(cfg.kg)
-    cands = CandidateSets(kg)
+    run, src, doc, kg, cands = _source(cfg)
     mcfg = model_config_of(doc["config"])
     dlg = load_dialogues(Path(cfg.dialogues) / f"{cfg.split}.jsonl")
     examples = build_examples(Path(cfg.labels) / f"{cfg.split}.jsonl", dlg, cands, mcfg.history)
@@ -245,6 +241,14 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     return record
 
 
+def _source(cfg: TuneConfig) -> tuple[Path, Path, dict, KnowledgeGraph, CandidateSets]:
+    """``(run folder, checkpoint path, its JSON document, KG, Table-1 candidates)`` of the run to tune."""
+    run = Path(cfg.run)
+    src = run / f"{cfg.checkpoint}.safetensors"
+    kg = KnowledgeGraph.load(cfg.kg)
+    return run, src, read_checkpoint_doc(src), kg, CandidateSets(kg)
+
+
 def checkpoint_bert_dim(path: Path) -> int:
     """Encoder width ``H`` a walker checkpoint was trained with (input size of its Eq. 1 LSTM)."""
     from safetensors import safe_open
@@ -266,11 +270,7 @@ def copy_tuning(cfg: TuneConfig) -> dict:
         cooc_scale=float(src_cfg.get("cooc_scale", cfg.cooc_scale)),
         use_structured=bool(src_cfg.get("use_structured", cfg.use_structured)),
     )
-    run = Path(cfg.run)
-    src = run / f"{cfg.checkpoint}.safetensors"
-    doc = read_checkpoint_doc(src)
-    kg = KnowledgeGraph.load(cfg.kg)
-    cands = CandidateSets(kg)
+    run, src, doc, kg, cands = _source(cfg)
     chosen = dict(source["chosen"])
     tuned_cfg = dataclasses.replace(model_config_of(doc["config"]), **chosen)
     model = CRWalker(dataclasses.replace(tuned_cfg, **FUSION_OFF), kg, checkpoint_bert_dim(src))

@@ -118,6 +118,18 @@ def tiny_data(tmp_path):
     return root
 
 
+@pytest.fixture
+def tiny_paths(tiny_data, tmp_path):
+    """The data/cache/device options shared by train, tune and evaluate configs on the tiny fixture."""
+    return {
+        "kg": str(tiny_data / "kg"),
+        "labels": str(tiny_data / "labels"),
+        "dialogues": str(tiny_data / "redial"),
+        "cache": str(tmp_path / "cache"),
+        "device": "cpu",
+    }
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     """``(tokenizer, BertModel)`` with random weights and a 60-word vocabulary (no network)."""

@@ -14,16 +14,10 @@ def test_popularity_counts_train_mentions(tiny_data):
     assert popularity_scores(tiny_data / "redial" / "train.jsonl", kg).tolist() == [1.0, 0.0, 1.0, 2.0, 1.0]
 
 
-def test_evaluate_writes_results(tiny_data, tiny_bert, tmp_path):
+def test_evaluate_writes_results(tiny_data, tiny_bert, tmp_path, tiny_paths):
     tok, bert, _ = tiny_bert
     quiet = lambda *_: None  # noqa: E731
-    common = {
-        "kg": str(tiny_data / "kg"),
-        "labels": str(tiny_data / "labels"),
-        "dialogues": str(tiny_data / "redial"),
-        "cache": str(tmp_path / "cache"),
-        "device": "cpu",
-    }
+    common = tiny_paths
     train(
         TrainConfig(
             name="w",

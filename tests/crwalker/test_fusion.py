@@ -137,15 +137,9 @@ def test_fusion_and_intent_prior_in_predict(walker_setup):
     )
 
 
-def test_tune_then_evaluate(tiny_data, tiny_bert, tmp_path):
+def test_tune_then_evaluate(tiny_data, tiny_bert, tmp_path, tiny_paths):
     tok, bert, _ = tiny_bert
-    common = {
-        "kg": str(tiny_data / "kg"),
-        "labels": str(tiny_data / "labels"),
-        "dialogues": str(tiny_data / "redial"),
-        "cache": str(tmp_path / "cache"),
-        "device": "cpu",
-    }
+    common = tiny_paths
     tc = TrainConfig(name="w", runs=str(tmp_path / "runs"), bert="tiny", dim=8, attn_hidden=4, intent_hidden=4)
     train(dataclasses.replace(tc, batch_size=4, epochs=1, **common), encoder=(tok, bert), log=QUIET)
     run = tmp_path / "runs" / "w"
@@ -177,7 +171,7 @@ def test_tune_then_evaluate(tiny_data, tiny_bert, tmp_path):
     assert res["tuning"]["chosen"]["fusion_mentioned"] == 5.0
 
 
-def test_refit_trains_on_train_and_valid_and_copies_the_tuning(tiny_data, tiny_bert, tmp_path):
+def test_refit_trains_on_train_and_valid_and_copies_the_tuning(tiny_data, tiny_bert, tmp_path, tiny_paths):
     """`train --refit` has no validation (best = last epoch); `tune --from-tuned` copies the chosen values."""
     from crwalker.candidates import CandidateSets
     from crwalker.checkpoint import read_checkpoint_doc
@@ -185,13 +179,7 @@ def test_refit_trains_on_train_and_valid_and_copies_the_tuning(tiny_data, tiny_b
     from kg_build.schema import KnowledgeGraph
 
     tok, bert, _ = tiny_bert
-    common = {
-        "kg": str(tiny_data / "kg"),
-        "labels": str(tiny_data / "labels"),
-        "dialogues": str(tiny_data / "redial"),
-        "cache": str(tmp_path / "cache"),
-        "device": "cpu",
-    }
+    common = tiny_paths
     tc = TrainConfig(runs=str(tmp_path / "runs"), bert="tiny", dim=8, attn_hidden=4, intent_hidden=4, batch_size=4)
     train(dataclasses.replace(tc, name="sel", epochs=1, **common), encoder=(tok, bert), log=QUIET)
     summary = train(

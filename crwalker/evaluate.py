@@ -109,6 +109,11 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
         encoder,
         log,
         pooling=mcfg.bert_pooling,
+        intent_pairs=any(
+            model_config_of(read_checkpoint_doc(Path(r) / f"{stem}.safetensors")["config"]).intent_utterance
+            for r, stem in ((run, cfg.checkpoint), (cfg.depth1_run, "best"), (cfg.portrait_run, "best"))
+            if r
+        ),
     )
     model = _load_model(run, cfg.checkpoint, kg, feats.shape[1], device)
     t0 = time.perf_counter()

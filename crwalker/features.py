@@ -75,12 +75,6 @@ class FeatureCache:
         return read_json(self.dir / "meta.json") if (self.dir / "meta.json").exists() else {}
 
 
-def _example_pairs(ex) -> list[tuple[str, str]]:
-    """The pairs an example needs encoded: its ``pairs`` plus its ``intent_pair`` when it has one."""
-    extra = getattr(ex, "intent_pair", None)
-    return list(ex.pairs) + ([extra] if extra is not None else [])
-
-
 def attach_features(
     examples: list,
     cache_root: str | Path,
@@ -91,17 +85,19 @@ def attach_features(
     encoder=None,
     log=print,
     pooling: str = "cls",
+    intent_pairs: bool = False,
 ) -> tuple[torch.Tensor, dict]:
     """Give every example ``feat_rows`` into a returned feature matrix, encoding only uncached pairs.
 
     Args:
-        examples: objects with ``pairs`` (list of (y, x)) and a ``feat_rows`` list to fill; an optional
-            ``intent_pair`` is encoded too and its row stored in ``intent_row``.
+        examples: objects with ``pairs`` (list of (y, x)) and a ``feat_rows`` list to fill.
         cache_root: feature cache root (e.g. ``cache/features``).
         bert: encoder name for :func:`crwalker.encoders.load_bert` (ignored when ``encoder`` given).
         max_length: BERT truncation length.
         encoder: optional preloaded ``(tokenizer, model)`` (tests pass a tiny random BERT).
         pooling: ``"cls"`` or ``"mean"`` (:func:`crwalker.encoders.encode_pairs`); part of the cache key.
+        intent_pairs: also encode each example's ``intent_pair`` (the user utterance alone, for walkers with
+            ``intent_utterance``) and store its row in ``intent_row``.
 
     Returns:
         ``(feats [U, H], stats)`` with ``stats = {"pairs", "unique", "encoded", "seconds", "fingerprint"}``.
@@ -110,7 +106,7 @@ def attach_features(
 
     uniq: dict[bytes, tuple[str, str]] = {}
     for ex in examples:
-        for pr in _example_pairs(ex):
+        for pr in [*ex.pairs, ex.intent_pair] if intent_pairs else ex.pairs:
             uniq.setdefault(pair_key(pr), pr)
     tok, model = encoder if encoder is not None else load_bert(bert, device)
     fp = model_fingerprint(model, max_length, pooling)
@@ -127,7 +123,7 @@ def attach_features(
     row = {k: i for i, k in enumerate(keys)}
     for ex in examples:
         ex.feat_rows = [row[pair_key(pr)] for pr in ex.pairs]
-        if getattr(ex, "intent_pair", None) is not None and hasattr(ex, "intent_row"):
+        if intent_pairs:
             ex.intent_row = row[pair_key(ex.intent_pair)]
     mat = cache.matrix(keys) if keys else torch.zeros(0, int(model.config.hidden_size))
     stats = {
@@ -192,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=cfg.batch,
             device=device,
             pooling=cfg.bert_pooling,
+            intent_pairs=True,
         )
         print(f"{split}: {len(items)} recommender turns, {stats}")
     return 0

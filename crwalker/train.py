@@ -102,7 +102,7 @@ def train(cfg: TrainConfig, encoder=None, log=print) -> dict:
     def features():  # the main process encodes missing pairs first; the others then read the cache
         return attach_features(
             train_ex + valid_ex, cfg.cache, cfg.bert, cfg.bert_max_length, cfg.encode_batch, device, encoder, log,
-            pooling=cfg.bert_pooling,
+            pooling=cfg.bert_pooling, intent_pairs=cfg.intent_utterance,
         )  # fmt: skip
 
     if is_main:

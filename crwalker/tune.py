@@ -166,8 +166,9 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     dlg = load_dialogues(Path(cfg.dialogues) / f"{cfg.split}.jsonl")
     examples = build_examples(Path(cfg.labels) / f"{cfg.split}.jsonl", dlg, cands, mcfg.history)
     feats, _ = attach_features(
-        examples, cfg.cache, mcfg.bert, mcfg.bert_max_length, 64, device, encoder, log, mcfg.bert_pooling
-    )
+        examples, cfg.cache, mcfg.bert, mcfg.bert_max_length, 64, device, encoder, log, mcfg.bert_pooling,
+        intent_pairs=mcfg.intent_utterance,
+    )  # fmt: skip
     off = FUSION_OFF | {"intent_log_prior": [0.0, 0.0, 0.0]}
     model = CRWalker(dataclasses.replace(mcfg, **off), kg, feats.shape[1])
     load_checkpoint(src, model)

@@ -110,6 +110,7 @@ class CRWalker(nn.Module):
         self.portrait = UserPortrait(d, cfg.attn_hidden)
         extra = STATE_DIM if cfg.intent_state else 0  # s_t beside u_t (crwalker.state)
         extra += bert_dim if cfg.intent_utterance else 0  # the encoder vector of x_t alone
+        self.bert_dim = bert_dim
         self.intent_selector = IntentSelector(d + extra, cfg.intent_hidden, len(INTENT_NAMES))
         self.intent_emb = nn.Embedding(len(INTENT_NAMES), d)
         self.hop1 = WalkerCell(d, with_parent=False)
@@ -157,8 +158,7 @@ class CRWalker(nn.Module):
         if self.cfg.intent_state:
             parts.append(state.to(u.dtype))
         if self.cfg.intent_utterance:
-            dim = self.intent_selector.net[0].in_features - sum(p.shape[-1] for p in parts)
-            parts.append(utt_x.to(u.dtype) if utt_x is not None else u.new_zeros(u.shape[0], dim))
+            parts.append(utt_x.to(u.dtype) if utt_x is not None else u.new_zeros(u.shape[0], self.bert_dim))
         return torch.cat(parts, -1) if len(parts) > 1 else u
 
     def _parent_emb(self, H: torch.Tensor, parents: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:

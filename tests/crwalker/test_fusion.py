@@ -89,7 +89,7 @@ def walker_setup(tiny_data, tiny_kg, tiny_bert, tmp_path):
     dlg = load_dialogues(tiny_data / "redial" / "train.jsonl")
     exs = build_examples(tiny_data / "labels" / "train.jsonl", dlg, cands, history=3)
     tok, bert, _ = tiny_bert
-    feats, _ = attach_features(exs, tmp_path / "cache", "tiny", 64, encoder=(tok, bert), log=QUIET)
+    feats, _ = attach_features(exs, tmp_path / "cache", "tiny", 64, encoder=(tok, bert), log=QUIET, intent_pairs=True)
     torch.manual_seed(0)
     model = CRWalker(ModelConfig(dim=8, attn_hidden=4, intent_hidden=4), tiny_kg, feats.shape[1]).eval()
     return cands, exs, feats, model

@@ -51,6 +51,12 @@ class ModelConfig:
     intent_log_prior: list[float] = field(
         [0.0, 0.0, 0.0], "Added to the intent logits (recommend, query, chat) at inference: class-prior correction."
     )
+    intent_clf: str = field(
+        "", "Fine-tuned intent classifier artefact (crwalker.intent_clf) late-fused with Eq. 4 ('' = none)."
+    )
+    intent_clf_weight: float = field(
+        0.0, "Weight of the classifier's log-probabilities added to the intent logits at inference (0 = off)."
+    )
     fusion_popularity: float = field(0.0, "Score fusion weight of log(1 + train mention count) (0 = off).")
     fusion_cooccurrence: float = field(
         0.0, "Score fusion weight of log(1 + s * sum_c P(m | c)) over earlier-mentioned movies c (0 = off)."

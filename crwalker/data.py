@@ -51,6 +51,8 @@ class Example:
     #: ``("", x_t)``: the user utterance alone, encoded for the intent MLP (``ModelConfig.intent_utterance``)
     intent_pair: tuple[str, str] = ("", "")
     intent_row: int = -1  # row of ``intent_pair`` in the feature matrix (-1: zeros)
+    #: log-probabilities of the fine-tuned intent classifier (crwalker.intent_clf); None = not computed
+    intent_clf_logp: list[float] | None = None
 
 
 @dataclasses.dataclass
@@ -65,6 +67,7 @@ class WalkerBatch:
     utt_len: torch.Tensor  # [B]
     state: torch.Tensor  # [B, STATE_DIM] dialogue-state features s_t (crwalker.state)
     utt_x: torch.Tensor  # [B, H] frozen-encoder vector of the user utterance x_t alone (zeros if absent)
+    intent_clf: torch.Tensor  # [B, 3] intent classifier log-probabilities (zeros if absent)
     mentions: torch.Tensor  # [B, M] entity ids (0 where masked)
     mention_mask: torch.Tensor  # [B, M] bool
     intent: torch.Tensor  # [B] gold intent index (INTENT_INDEX)
@@ -417,6 +420,9 @@ def collate(
         utt_len=utt_len,
         state=torch.tensor([e.state for e in examples], dtype=torch.float32).reshape(len(examples), STATE_DIM),
         utt_x=_intent_utt(examples, feats),
+        intent_clf=torch.tensor(
+            [e.intent_clf_logp if e.intent_clf_logp is not None else [0.0] * 3 for e in examples], dtype=torch.float32
+        ).reshape(len(examples), 3),
         mentions=mentions,
         mention_mask=mask,
         intent=lt([e.intent for e in examples]),

@@ -117,6 +117,12 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
     )
     model = _load_model(run, cfg.checkpoint, kg, feats.shape[1], device)
     t0 = time.perf_counter()
+    if mcfg.intent_clf_weight:  # late-fused fine-tuned intent classifier (crwalker.intent_clf)
+        from crwalker.intent_clf import attach_log_probs, load_classifier
+
+        ctok, clf, cdoc = load_classifier(mcfg.intent_clf, device)
+        attach_log_probs(examples, ctok, clf, cdoc["config"]["max_length"])
+        del clf
 
     def run_preds(m=model, **kw):
         return predict_examples(m, examples, feats, cands, device, batch_size=cfg.batch_size, **kw)

@@ -7,7 +7,10 @@ Tuned (never on test):
   (default valid Recall@10 over all movies, the protocol of :mod:`crwalker.evaluate`); ties prefer
   the smaller total weight;
 * the intent class-prior correction ``intent_log_prior`` (added to the Eq. 4 logits) by grid search on
-  valid intent accuracy; ties prefer the smaller correction.
+  valid intent accuracy; ties prefer the smaller correction;
+* with ``--intent-clf <artefact>`` (:mod:`crwalker.intent_clf`), jointly with the prior, the weight
+  ``intent_clf_weight`` of the fine-tuned classifier's log-probabilities (``--grid-intent-clf``); ties prefer
+  the smaller weight.
 
 The statistics of the fusion (mention counts, ordered co-occurrence) come from the training dialogues
 and, with ``--use-structured``, the structured ReDial rows allowed for training
@@ -73,6 +76,10 @@ class TuneConfig:
     grid_recency: list[float] = field(
         [0.0, 8.0, 16.0, 32.0, 64.0], "Grid of fusion_recency (0 only = no recency prior)."
     )
+    intent_clf: str = field("", "Fine-tuned intent classifier artefact (crwalker.intent_clf) to late-fuse ('' = none).")
+    grid_intent_clf: list[float] = field(
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0], "Grid of intent_clf_weight (with --intent-clf)."
+    )
     intent_bias_range: float = field(1.0, "Intent prior grid: query/chat offsets in [-r, r] step 0.1 (0 = off).")
     select_metric: str = field(
         "R@1+R@10+R@50", "Valid ranking metric maximised by the fusion grid: one of R@1/R@10/R@50 or a '+' sum of them."
@@ -126,6 +133,25 @@ def select_value(metrics: dict[str, float], select_metric: str) -> float:
     return sum(metrics[n] for n in names)
 
 
+def choose_intent_calibration(
+    lp: np.ndarray, clf_lp: np.ndarray, gold: np.ndarray, weights: Sequence[float], bias_range: float
+) -> tuple[float, tuple[float, float, float], float]:
+    """Grid search of ``argmax(lp + w * clf_lp + b)`` accuracy over ``w`` in ``weights`` and the query/chat
+    offsets ``b`` in ``[-r, r]`` (step 0.1, recommend fixed at 0). Ties prefer a smaller ``w``, then a smaller
+    ``|b|``. Returns ``(w, b, accuracy)``."""
+    steps = np.round(np.arange(-bias_range, bias_range + 1e-9, 0.1), 2) if bias_range > 0 else np.zeros(1)
+    best = None
+    for w in weights:
+        z = lp + w * clf_lp
+        for b1 in steps:
+            for b2 in steps:
+                acc = float(((z + np.array([0.0, b1, b2])).argmax(1) == gold).mean())
+                key = (round(acc, 6), -w, -abs(b1) - abs(b2))
+                if best is None or key > best[0]:
+                    best = (key, float(w), (0.0, float(b1), float(b2)), acc)
+    return best[1], best[2], best[3]
+
+
 def statistics_from_data(cfg: TuneConfig, kg: KnowledgeGraph, movie_ids: np.ndarray):
     """:func:`crwalker.fusion.movie_statistics` over the training dialogues (+ structured training rows)."""
     by_rid = kg.by_redial_id
@@ -169,7 +195,15 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
         examples, cfg.cache, mcfg.bert, mcfg.bert_max_length, 64, device, encoder, log, mcfg.bert_pooling,
         intent_pairs=mcfg.intent_utterance,
     )  # fmt: skip
-    off = FUSION_OFF | {"intent_log_prior": [0.0, 0.0, 0.0]}
+    clf_lp = np.zeros((len(examples), 3))
+    if cfg.intent_clf:
+        from crwalker.intent_clf import attach_log_probs, load_classifier
+
+        ctok, clf, cdoc = load_classifier(cfg.intent_clf, device)
+        attach_log_probs(examples, ctok, clf, cdoc["config"]["max_length"])
+        clf_lp = np.array([e.intent_clf_logp for e in examples], dtype=np.float64)
+        del clf
+    off = FUSION_OFF | {"intent_log_prior": [0.0, 0.0, 0.0], "intent_clf_weight": 0.0, "intent_clf": ""}
     model = CRWalker(dataclasses.replace(mcfg, **off), kg, feats.shape[1])
     load_checkpoint(src, model)
     model = model.to(device).eval()
@@ -201,19 +235,16 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     probs = np.array([p.intent_probs for p in preds], dtype=np.float64)
     gold_int = np.array([e.intent for e in examples])
     lp = np.log(np.clip(probs, 1e-12, None))
-    r = cfg.intent_bias_range
-    steps = np.round(np.arange(-r, r + 1e-9, 0.1), 2) if r > 0 else np.zeros(1)
-    ib = max(
-        ((0.0, float(b1), float(b2)) for b1 in steps for b2 in steps),
-        key=lambda b: (round(float(((lp + np.asarray(b)).argmax(1) == gold_int).mean()), 6), -abs(b[1]) - abs(b[2])),
+    weight, ib, acc1 = choose_intent_calibration(
+        lp, clf_lp, gold_int, cfg.grid_intent_clf if cfg.intent_clf else [0.0], cfg.intent_bias_range
     )
     acc0 = float((lp.argmax(1) == gold_int).mean())
-    acc1 = float(((lp + np.asarray(ib)).argmax(1) == gold_int).mean())
-    log(f"valid intent accuracy {acc0:.4f} -> {acc1:.4f} with log-prior {ib}")
+    log(f"valid intent accuracy {acc0:.4f} -> {acc1:.4f} with log-prior {ib}, classifier weight {weight}")
+    intent_choice = {"intent_log_prior": list(ib)}
+    if cfg.intent_clf:
+        intent_choice |= {"intent_clf": str(cfg.intent_clf), "intent_clf_weight": weight}
 
-    tuned_cfg = dataclasses.replace(
-        mcfg, **best["weights"], fusion_cooc_scale=cfg.cooc_scale, intent_log_prior=list(ib)
-    )
+    tuned_cfg = dataclasses.replace(mcfg, **best["weights"], fusion_cooc_scale=cfg.cooc_scale, **intent_choice)
     model.cfg = tuned_cfg
     check = predict_examples(model, examples, feats, cands, device, batch_size=cfg.batch_size)
     exact = ranking_metrics(examples, cands.movie_ids, [p.movie_scores for p in check], False)
@@ -224,7 +255,7 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
         "split": cfg.split,
         "source_checkpoint": str(src),
         "select_metric": cfg.select_metric,
-        "chosen": {**best["weights"], "fusion_cooc_scale": cfg.cooc_scale, "intent_log_prior": list(ib)},
+        "chosen": {**best["weights"], "fusion_cooc_scale": cfg.cooc_scale, **intent_choice},
         "valid_before": {**{k: base[k] for k in ("R@1", "R@10", "R@50", "coverage")}, "intent_acc": acc0},
         "valid_after": {**{k: exact[k] for k in ("R@1", "R@10", "R@50", "coverage")}, "intent_acc": acc_check},
         "valid_before_new": {k: nofus_new[k] for k in ("R@1", "R@10", "R@50", "coverage")},

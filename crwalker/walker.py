@@ -143,12 +143,17 @@ class CRWalker(nn.Module):
         In eval mode the intent logits include ``cfg.intent_log_prior`` (class-prior correction tuned on
         valid by :mod:`crwalker.tune`; zeros by default), so every inference path uses the same decision.
         With ``cfg.intent_state`` the intent MLP reads ``[u_t; s_t]`` (``batch.state``, :mod:`crwalker.state`).
+        With ``cfg.intent_clf_weight`` (eval mode) ``weight * batch.intent_clf`` is added: the log-probabilities
+        of the fine-tuned classifier of :mod:`crwalker.intent_clf` (late fusion, tuned on valid).
         """
         u = self.utterance(batch.utt, batch.utt_len)
         p = self.portrait(H, batch.mentions, batch.mention_mask)
         logits = self.intent_selector(self.intent_input(u, batch.state, getattr(batch, "utt_x", None)))
         if not self.training and any(self.cfg.intent_log_prior):
             logits = logits + torch.as_tensor(self.cfg.intent_log_prior, dtype=logits.dtype, device=logits.device)
+        clf = getattr(batch, "intent_clf", None)
+        if not self.training and self.cfg.intent_clf_weight and clf is not None:
+            logits = logits + self.cfg.intent_clf_weight * clf.to(logits.dtype)
         return u, p, logits
 
     def intent_input(self, u: torch.Tensor, state: torch.Tensor, utt_x: torch.Tensor | None = None) -> torch.Tensor:

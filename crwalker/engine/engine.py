@@ -89,6 +89,8 @@ class Engine:
         manifest: Provenance of the loaded weights (bundle manifest or checkpoint paths).
         gen_kwargs: Keyword arguments for ``generator.stream`` (``max_new_tokens``, ``top_p``, ``do_sample``).
         guide: A :class:`~crwalker.policies.guide.MovieGuide` for guided mode (``None``: guided mode is off).
+        intent_clf: ``(tokenizer, classifier, max_length)`` of the fine-tuned intent classifier
+            (:mod:`crwalker.intent_clf`); required when the walker's ``intent_clf_weight`` is set.
     """
 
     def __init__(
@@ -102,8 +104,16 @@ class Engine:
         manifest: dict | None = None,
         gen_kwargs: dict | None = None,
         guide=None,
+        intent_clf=None,
     ):
         from kg_build.linker import EntityLinker
+
+        if walker.cfg.intent_clf_weight and intent_clf is None:
+            raise ValueError(
+                f"the walker late-fuses an intent classifier (intent_clf_weight={walker.cfg.intent_clf_weight}) but "
+                "none was given: load a bundle that contains it or pass intent_clf=(tokenizer, classifier, max_length)"
+            )
+        self.intent_clf = intent_clf
 
         self.kg = kg
         self.cfg: ModelConfig = walker.cfg
@@ -178,15 +188,22 @@ class Engine:
         kg_path = Path(kg)
         graph = KnowledgeGraph.load(kg_path)
         if bundle is not None:
-            from .bundle import load_bundle, load_guide
+            from .bundle import load_bundle, load_guide, load_intent_clf
 
             model, gen, manifest = load_bundle(bundle, graph, kg_path, dev)
+            clf = load_intent_clf(bundle, manifest, dev)
             if guide is None:
                 guide = load_guide(bundle, len(graph))
         elif walker is not None and generator is not None:
             from crwalker.generation.model import ActConditionedGenerator
 
             model, doc = load_walker(walker, graph, dev)
+            clf = None
+            if model.cfg.intent_clf_weight:
+                from crwalker.intent_clf import load_classifier
+
+                ctok, cmodel, cdoc = load_classifier(model.cfg.intent_clf, dev)
+                clf = (ctok, cmodel, int(cdoc["config"]["max_length"]))
             gen = ActConditionedGenerator.load(generator, device=dev)
             manifest = {"walker": str(walker), "generator": str(generator), "walker_doc": doc.get("train_state", {})}
             feats_json = Path(walker).parent / "features.json"  # written by crwalker.train: encoder fingerprint
@@ -212,7 +229,7 @@ class Engine:
             from crwalker.policies.guide import GuideConfig, MovieGuide
 
             guide = MovieGuide.from_run(GuideConfig(run_dir=str(guide), kg=str(kg_path)), len(graph))
-        return cls(graph, model, enc, gen, cards, linker, manifest, gen_kwargs, guide)
+        return cls(graph, model, enc, gen, cards, linker, manifest, gen_kwargs, guide, clf)
 
     def new_session(self):
         """A fresh :class:`~crwalker.engine.session.Session` (its own history, feedback and feature cache)."""
@@ -256,6 +273,17 @@ class Engine:
         )
 
     @torch.inference_mode()
+    def intent_clf_logp(self, pair: tuple[str, str], state: Sequence[float]) -> torch.Tensor | None:
+        """``log P_clf`` ``[3]`` of the fine-tuned intent classifier for the last ``(y_{t-1}, x_t)`` pair, or
+        ``None`` when the walker does not fuse one."""
+        if self.intent_clf is None or not self.cfg.intent_clf_weight:
+            return None
+        from crwalker.intent_clf import clf_text, predict_log_probs, tokenize
+
+        tok, clf, max_length = self.intent_clf
+        return predict_log_probs(clf, tokenize(tok, [clf_text([pair])], max_length), [list(state)])[0]
+
+    @torch.inference_mode()
     def walk(
         self,
         feats: torch.Tensor,
@@ -265,6 +293,7 @@ class Engine:
         rec_exclude: set[int],
         state: Sequence[float] | None = None,
         utt_x: torch.Tensor | None = None,
+        clf_logp: torch.Tensor | None = None,
     ) -> WalkOutcome:
         """Eq. 1 (LSTM over ``feats``), Eq. 3-4 (portrait, intent) and the two-hop walk (Eq. 5-7).
 
@@ -278,6 +307,8 @@ class Engine:
                 read by walkers trained with ``intent_state``.
             utt_x: ``[H]`` encoder vector of the user utterance alone (the pair ``("", x_t)``), read by walkers
                 trained with ``intent_utterance`` (zeros if None).
+            clf_logp: ``[3]`` intent-classifier log-probabilities (:meth:`intent_clf_logp`), added with the
+                walker's ``intent_clf_weight`` (ignored if None).
         """
         w = self.walker
         dev = self.device
@@ -288,6 +319,7 @@ class Engine:
             utt_len=torch.tensor([utt.shape[1]]),
             state=torch.tensor([list(state) if state is not None else [0.0] * STATE_DIM], device=dev),
             utt_x=None if utt_x is None else utt_x.to(dev, torch.float32)[None],
+            intent_clf=None if clf_logp is None else clf_logp.to(dev, torch.float32)[None],
             mentions=torch.tensor([ctx or [0]], dtype=torch.long, device=dev),
             mention_mask=torch.tensor([[True] * len(ctx) or [False]], device=dev),
         )

@@ -197,7 +197,8 @@ class Session:
         rec_excl = prefs.recommend_exclusions(eng.types, eng.cands.neighbors) | movie_ctx
         n_sys = sum(1 for t in self.turns if t["role"] == SYSTEM)
         state = dialogue_state(n_sys, len(turns), [r.intent for r in self.results], text, len(context))
-        out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl, state, utt_x)
+        clf_logp = eng.intent_clf_logp(pairs[-1], state) if pairs else None
+        out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl, state, utt_x, clf_logp)
         info = None
         if guide is not None:
             out, info = self._guided(out, gstate, prefs, rec_excl, controls, absorbed)

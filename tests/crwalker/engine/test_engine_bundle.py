@@ -133,3 +133,50 @@ def test_wrong_kg_size_refused_at_build(tmp_path, walker_ckpt, tiny_gen_dir, eng
     (other / "entities.jsonl").write_text("\n".join(rows[:-1]) + "\n")
     with pytest.raises(B.BundleError, match="not the KG the walker was trained on"):
         build(tmp_path, walker_ckpt, tiny_gen_dir, other)
+
+
+def test_bundle_carries_the_intent_classifier(
+    tmp_path, tiny_gen_dir, engine_kg_dir, tiny_bert, tiny_linker, walker_factory
+):
+    """A walker that late-fuses an intent classifier: the bundle stores the adapter + head, the engine applies it."""
+    import dataclasses
+
+    from transformers import AutoModel
+
+    from crwalker.encoders import model_fingerprint
+    from crwalker.intent_clf import IntentClassifier, IntentClfConfig, save_classifier
+
+    ccfg = IntentClfConfig(bert=tiny_bert[2], lora_r=2, head_hidden=8)
+    base = AutoModel.from_pretrained(tiny_bert[2]).eval()
+    fp = model_fingerprint(base, ccfg.max_length, "mean")
+    clf = IntentClassifier(base, ccfg)
+    with torch.no_grad():  # always "chat"
+        clf.head[3].weight.zero_()
+        clf.head[3].bias.copy_(torch.tensor([-8.0, -8.0, 8.0]))
+    art = save_classifier(tmp_path / "clf" / "intent_clf.safetensors", clf, ccfg, fp, {"best_epoch": 1})
+    w = walker_factory(tiny_linker.kg, tiny_bert[2], seed=3, intent_bias=(4.0, 0.0, 0.0))  # alone: recommend
+    w.cfg = dataclasses.replace(w.cfg, intent_clf=str(art), intent_clf_weight=1.0)
+    path = tmp_path / "run" / "best.safetensors"
+    save_checkpoint(path, w, None, dataclasses.asdict(w.cfg), {"epoch": 1})
+    _, man = build(tmp_path, (path, w), tiny_gen_dir, engine_kg_dir)
+    assert man["intent_clf"]["doc"]["config"]["lora_r"] == 2 and man["sizes_bytes"]["intent classifier"] > 0
+    assert B.verify_bundle(tmp_path / "bundle", engine_kg_dir) == []
+    art.unlink()  # the engine needs only the bundle
+    kw = {
+        "kg": engine_kg_dir,
+        "device": "cpu",
+        "bert": tiny_bert[:2],
+        "gen_kwargs": {"max_new_tokens": 4},
+        "linker": tiny_linker,
+    }
+    eng = Engine.load(bundle=tmp_path / "bundle", **kw)
+    r = eng.new_session().say("i like action", WalkControls(0.0, 3, 5))
+    assert r.intent == "chat" and r.intent_probs["chat"] > 0.9  # 4 + (-16) vs 0 + 0: the classifier decides
+    # export-walker writes the classifier beside the checkpoint and points the config at it
+    assert B.main(["export-walker", "--bundle", str(tmp_path / "bundle"), "--kg", str(engine_kg_dir),
+                   "--out", str(tmp_path / "w")]) == 0  # fmt: skip
+    cfg = json.loads((tmp_path / "w" / "tuned.json").read_text())["config"]
+    assert cfg["intent_clf"] == str(tmp_path / "w" / "intent_clf.safetensors") and cfg["intent_clf_weight"] == 1.0
+    # a walker that needs a classifier is refused without one
+    with pytest.raises(ValueError, match="late-fuses an intent classifier"):
+        Engine(tiny_linker.kg, eng.walker, tiny_bert[:2], eng.generator, linker=tiny_linker)

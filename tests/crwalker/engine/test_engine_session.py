@@ -290,9 +290,10 @@ def test_session_feeds_the_dialogue_state_to_the_walker(make_engine, monkeypatch
     seen = []
     real = eng.walk
 
-    def spy(feats, context, controls, tree_exclude, rec_exclude, state=None, utt_x=None):
+    def spy(feats, context, controls, tree_exclude, rec_exclude, state=None, utt_x=None, clf_logp=None):
+        assert clf_logp is None  # this walker fuses no intent classifier
         seen.append((list(state), len(context), utt_x))
-        return real(feats, context, controls, tree_exclude, rec_exclude, state, utt_x)
+        return real(feats, context, controls, tree_exclude, rec_exclude, state, utt_x, clf_logp)
 
     monkeypatch.setattr(eng, "walk", spy)
     s.say("i like action movies", ALL)

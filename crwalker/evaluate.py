@@ -117,12 +117,14 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
     )
     model = _load_model(run, cfg.checkpoint, kg, feats.shape[1], device)
     t0 = time.perf_counter()
+    clf_record = None
     if mcfg.intent_clf_weight:  # late-fused fine-tuned intent classifier (crwalker.intent_clf)
         from crwalker.intent_clf import attach_log_probs, load_classifier
 
         ctok, clf, cdoc = load_classifier(mcfg.intent_clf, device)
         attach_log_probs(examples, ctok, clf, cdoc["config"]["max_length"])
         del clf
+        clf_record = {"artefact": mcfg.intent_clf, "weight": mcfg.intent_clf_weight, **cdoc["train_state"]}
 
     def run_preds(m=model, **kw):
         return predict_examples(m, examples, feats, cands, device, batch_size=cfg.batch_size, **kw)
@@ -212,6 +214,8 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
     }
     if "tuning" in train_state:
         payload["tuning"] = train_state["tuning"]
+    if clf_record is not None:  # the late-fused intent classifier: its training minutes, epochs, valid accuracy
+        payload["intent_clf"] = clf_record
     out = write_results(
         cfg.out,
         payload,

@@ -170,6 +170,7 @@ def test_tune_chooses_the_weight_and_evaluate_applies_it(tiny_data, tiny_bert, t
         encoder=tiny_bert[:2], log=QUIET,
     )  # fmt: skip
     test_rows = [json.loads(x) for x in (tmp_path / "data" / "labels" / "test.jsonl").read_text().splitlines()]
+    assert res["intent_clf"]["weight"] == 50.0 and res["intent_clf"]["best_epoch"] == 0
     assert res["rows"]["cr_walker"]["intent_acc"] == pytest.approx(
         100 * np.mean([r["intent"] == "query" for r in test_rows]), abs=0.01
     )

@@ -55,11 +55,11 @@ test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc; }
 
 # Chat model: the committed release bundle. When it is absent, `make demo` trains one first (tqdm bars show
-# ETAs; about 1.5-2 h on 2 CPU cores: MiniLM features ~5 min, walker ~12 min + fusion tuning ~2 min, generator
+# ETAs; about 1.5-2 h on 2 CPU cores: MiniLM features ~5 min, walker ~12 min + intent classifier ~14 min + tuning ~2 min, generator
 # <= 85 min + temperature tuning ~6 min, guided-mode SCPR policy ~5 min).
 CHAT_ARGS ?=
 GENERATOR ?= runs/generation/trained/best
-WALKER ?= runs/walker_stx/tuned.safetensors
+WALKER ?= runs/walker_stx/tuned_clf.safetensors
 GUIDE ?= runs/mcr/movie/scpr
 GEN_TRAIN ?= --backend gpt2-scratch --tokenizer runs/generation/tokenizer_6k --n-layer 4 --n-embd 256 --n-head 4 \
 	--n-positions 256 --dropout 0.1 --batch-size 16 --lr 1e-3 --warmup-steps 60 --schedule cosine --bucket 50 \
@@ -70,7 +70,8 @@ release/bundle/manifest.json:
 	$(MAKE) --no-print-directory install data
 	$(PY) -m crwalker.features
 	$(PY) -m crwalker.train --name walker_stx --epochs 10 --patience 3
-	$(PY) -m crwalker.tune --run runs/walker_stx
+	$(PY) -m crwalker.intent_clf --name intent_clf --threads 2
+	$(PY) -m crwalker.tune --run runs/walker_stx --intent-clf runs/intent_clf/intent_clf.safetensors --out-stem tuned_clf
 	$(PY) -m crwalker.generation.tokenizer --vocab-size 6000 --out runs/generation/tokenizer_6k
 	$(PY) -m crwalker.generation.train $(GEN_TRAIN) --use-act true --out runs/generation/trained
 	$(PY) -m crwalker.generation.tune_decoding --checkpoint runs/generation/trained/best

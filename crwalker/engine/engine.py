@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -114,6 +115,8 @@ class Engine:
                 "none was given: load a bundle that contains it or pass intent_clf=(tokenizer, classifier, max_length)"
             )
         self.intent_clf = intent_clf
+        # the classifier's forward overlaps the frozen encoder's on the second core (one worker, shared by sessions)
+        self._clf_pool = ThreadPoolExecutor(1, thread_name_prefix="intent-clf") if intent_clf is not None else None
 
         self.kg = kg
         self.cfg: ModelConfig = walker.cfg
@@ -282,6 +285,19 @@ class Engine:
 
         tok, clf, max_length = self.intent_clf
         return predict_log_probs(clf, tokenize(tok, [clf_text([pair])], max_length), [list(state)])[0]
+
+    def submit_intent_clf(self, pair: tuple[str, str], state: Sequence[float]) -> Future | None:
+        """:meth:`intent_clf_logp` on the engine's worker thread; the future gives ``(log_probs, cpu_seconds)``
+        (``None`` when the walker fuses no classifier)."""
+        if self._clf_pool is None or not self.cfg.intent_clf_weight:
+            return None
+
+        def job():
+            c0 = time.thread_time()
+            out = self.intent_clf_logp(pair, state)
+            return out, time.thread_time() - c0
+
+        return self._clf_pool.submit(job)
 
     @torch.inference_mode()
     def walk(

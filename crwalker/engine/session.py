@@ -176,9 +176,14 @@ class Session:
         else:
             gstate.pending = None  # a question asked in guided mode is not answered in free mode
         t_link = time.perf_counter()
-        # 3: encode the last l_max exchanges, reusing cached pair vectors
+        # 3: encode the last l_max exchanges, reusing cached pair vectors (the intent classifier, if the walker
+        # fuses one, runs meanwhile on the engine's worker thread)
         turns = self.turns + [{"role": USER, "text": text, "entities": []}]
         pairs = exchange_pairs(turns, len(turns), eng.cfg.history)
+        context = self.walker_context(mentioned, prefs)
+        n_sys = sum(1 for t in self.turns if t["role"] == SYSTEM)
+        state = dialogue_state(n_sys, len(turns), [r.intent for r in self.results], text, len(context))
+        clf_job = eng.submit_intent_clf(pairs[-1], state) if pairs else None
         keys = [pair_key(p) for p in pairs]
         # walkers trained with intent_utterance also read x_t alone (the pair ("", x_t), as in crwalker.data)
         solo = [("", pairs[-1][1])] if eng.cfg.intent_utterance and pairs else []
@@ -191,19 +196,16 @@ class Session:
             k = pair_key(solo[0])
             utt_x = self._feats[k] if k in self._feats else fresh[k]
         t_enc = time.perf_counter()
+        clf_logp, clf_cpu = clf_job.result() if clf_job is not None else (None, 0.0)
         # 4: walk with the session's exclusions
-        context = self.walker_context(mentioned, prefs)
         movie_ctx = {e for e in mentioned if eng.types[e] == "movie"}
         rec_excl = prefs.recommend_exclusions(eng.types, eng.cands.neighbors) | movie_ctx
-        n_sys = sum(1 for t in self.turns if t["role"] == SYSTEM)
-        state = dialogue_state(n_sys, len(turns), [r.intent for r in self.results], text, len(context))
-        clf_logp = eng.intent_clf_logp(pairs[-1], state) if pairs else None
         out = eng.walk(feats, context, controls, prefs.tree_exclusions(), rec_excl, state, utt_x, clf_logp)
         info = None
         if guide is not None:
             out, info = self._guided(out, gstate, prefs, rec_excl, controls, absorbed)
         t_walk = time.perf_counter()
-        cpu_reasoning = time.thread_time() - c0
+        cpu_reasoning = time.thread_time() - c0 + clf_cpu  # + the classifier's CPU time on the worker thread
         # 5: the act and the reasoning event
         result = self._result(text, linked, out, set(mentioned), rejected_now)
         result.guided = info

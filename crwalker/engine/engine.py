@@ -115,8 +115,9 @@ class Engine:
                 "none was given: load a bundle that contains it or pass intent_clf=(tokenizer, classifier, max_length)"
             )
         self.intent_clf = intent_clf
-        # the classifier's forward overlaps the frozen encoder's on the second core (one worker, shared by sessions)
-        self._clf_pool = ThreadPoolExecutor(1, thread_name_prefix="intent-clf") if intent_clf is not None else None
+        # side work of a turn (the intent classifier, the encoding of x_t alone) overlaps the frozen encoder's
+        # forward of the new pair on the second core (one worker thread, shared by all sessions)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="crwalker-side")
 
         self.kg = kg
         self.cfg: ModelConfig = walker.cfg
@@ -286,18 +287,15 @@ class Engine:
         tok, clf, max_length = self.intent_clf
         return predict_log_probs(clf, tokenize(tok, [clf_text([pair])], max_length), [list(state)])[0]
 
-    def submit_intent_clf(self, pair: tuple[str, str], state: Sequence[float]) -> Future | None:
-        """:meth:`intent_clf_logp` on the engine's worker thread; the future gives ``(log_probs, cpu_seconds)``
-        (``None`` when the walker fuses no classifier)."""
-        if self._clf_pool is None or not self.cfg.intent_clf_weight:
-            return None
+    def submit(self, fn, *args) -> Future:
+        """Run ``fn(*args)`` on the engine's worker thread; the future gives ``(result, cpu_seconds)``."""
 
         def job():
             c0 = time.thread_time()
-            out = self.intent_clf_logp(pair, state)
+            out = fn(*args)
             return out, time.thread_time() - c0
 
-        return self._clf_pool.submit(job)
+        return self._pool.submit(job)
 
     @torch.inference_mode()
     def walk(

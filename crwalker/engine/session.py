@@ -183,13 +183,19 @@ class Session:
         context = self.walker_context(mentioned, prefs)
         n_sys = sum(1 for t in self.turns if t["role"] == SYSTEM)
         state = dialogue_state(n_sys, len(turns), [r.intent for r in self.results], text, len(context))
-        clf_job = eng.submit_intent_clf(pairs[-1], state) if pairs else None
+        clf_job = eng.submit(eng.intent_clf_logp, pairs[-1], state) if pairs and eng.intent_clf else None
         keys = [pair_key(p) for p in pairs]
-        # walkers trained with intent_utterance also read x_t alone (the pair ("", x_t), as in crwalker.data)
+        # walkers trained with intent_utterance also read x_t alone (the pair ("", x_t), as in crwalker.data),
+        # encoded on the worker thread
         solo = [("", pairs[-1][1])] if eng.cfg.intent_utterance and pairs else []
-        wanted = dict(zip(keys, pairs, strict=True)) | {pair_key(p): p for p in solo}
-        new = {k: p for k, p in wanted.items() if k not in self._feats}
+        solo_new = [p for p in solo if pair_key(p) not in self._feats and pair_key(p) not in keys]
+        solo_job = eng.submit(eng.encode, solo_new) if solo_new else None
+        new = {k: p for k, p in zip(keys, pairs, strict=True) if k not in self._feats}
         fresh = dict(zip(new, eng.encode(list(new.values())), strict=True)) if new else {}
+        side_cpu = 0.0
+        if solo_job is not None:
+            vecs, side_cpu = solo_job.result()
+            fresh[pair_key(solo_new[0])] = vecs[0]
         feats = torch.stack([self._feats[k] if k in self._feats else fresh[k] for k in keys])
         utt_x = None
         if solo:
@@ -197,6 +203,7 @@ class Session:
             utt_x = self._feats[k] if k in self._feats else fresh[k]
         t_enc = time.perf_counter()
         clf_logp, clf_cpu = clf_job.result() if clf_job is not None else (None, 0.0)
+        side_cpu += clf_cpu
         # 4: walk with the session's exclusions
         movie_ctx = {e for e in mentioned if eng.types[e] == "movie"}
         rec_excl = prefs.recommend_exclusions(eng.types, eng.cands.neighbors) | movie_ctx
@@ -205,7 +212,7 @@ class Session:
         if guide is not None:
             out, info = self._guided(out, gstate, prefs, rec_excl, controls, absorbed)
         t_walk = time.perf_counter()
-        cpu_reasoning = time.thread_time() - c0 + clf_cpu  # + the classifier's CPU time on the worker thread
+        cpu_reasoning = time.thread_time() - c0 + side_cpu  # + the CPU time of the worker thread's share
         # 5: the act and the reasoning event
         result = self._result(text, linked, out, set(mentioned), rejected_now)
         result.guided = info

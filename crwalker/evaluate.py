@@ -203,7 +203,11 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
         "rows_new": rows_new,
         "details": extra,
         "width_sweep": sweep,
-        "train_minutes": round(train_state.get("train_seconds", 0.0) / 60, 2),
+        "train_minutes": round(train_state.get("train_seconds", 0.0) / 60 + (clf_record or {}).get("minutes", 0.0), 2),
+        "train_minutes_parts": {
+            "walker": round(train_state.get("train_seconds", 0.0) / 60, 2),
+            "intent_clf": (clf_record or {}).get("minutes"),
+        },
         "epochs": train_state.get("epoch"),
         "best_epoch": train_state.get("best_epoch"),
         "n_examples": len(examples),

@@ -121,8 +121,8 @@ def evaluate(cfg: EvalConfig, encoder=None, log=print) -> dict:
     if mcfg.intent_clf_weight:  # late-fused fine-tuned intent classifier (crwalker.intent_clf)
         from crwalker.intent_clf import attach_log_probs, load_classifier
 
-        ctok, clf, cdoc = load_classifier(mcfg.intent_clf, device)
-        attach_log_probs(examples, ctok, clf, cdoc["config"]["max_length"])
+        clf, cdoc = load_classifier(mcfg.intent_clf, device)
+        attach_log_probs(examples, clf)
         del clf
         clf_record = {"artefact": mcfg.intent_clf, "weight": mcfg.intent_clf_weight, **cdoc["train_state"]}
 

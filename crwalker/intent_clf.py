@@ -79,9 +79,12 @@ class IntentClfBatch:
 class IntentClassifier(nn.Module):
     """``P(i | x_t, y_{t-1}, s_t) = softmax(head([mean_pool(BERT_LoRA(x_t, y_{t-1})); s_t]))``."""
 
-    def __init__(self, bert: nn.Module, cfg: IntentClfConfig):
+    def __init__(self, bert: nn.Module, cfg: IntentClfConfig, tokenizer=None):
         super().__init__()
         from peft import LoraConfig, get_peft_model
+
+        self.tokenizer = tokenizer  # the base encoder's tokenizer (for :meth:`log_probs`)
+        self.max_length = cfg.max_length
 
         for p in bert.parameters():
             p.requires_grad_(False)
@@ -103,6 +106,13 @@ class IntentClassifier(nn.Module):
         m = batch.attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         return self.head(torch.cat([pooled, batch.state.to(h.dtype)], -1))
+
+    def log_probs(
+        self, pairs: Sequence[Sequence[tuple[str, str]]], states: Sequence[Sequence[float]], batch_size: int = 128
+    ) -> torch.Tensor:
+        """``log P_clf`` ``[N, 3]`` for each example's ``(y, x)`` pairs (the last one is read) and state."""
+        ids = tokenize(self.tokenizer, [clf_text(p) for p in pairs], self.max_length)
+        return predict_log_probs(self, ids, states, batch_size)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The tensors the artefact stores (LoRA + head)."""
@@ -162,12 +172,17 @@ def predict_log_probs(
     return out
 
 
-def save_classifier(path: Path, clf: IntentClassifier, cfg: IntentClfConfig, base_fp: str, state: dict) -> Path:
+def classifier_doc(cfg: IntentClfConfig, base_fp: str, state: dict) -> dict:
+    """The artefact's metadata document."""
+    return {"config": to_dict(cfg), "base_fingerprint": base_fp, "train_state": state}
+
+
+def save_classifier(path: str | Path, tensors: dict[str, torch.Tensor], doc: dict) -> Path:
     """Write the artefact of the module docstring atomically (+ ``.json`` twin)."""
     from safetensors.torch import save
 
-    doc = {"config": to_dict(cfg), "base_fingerprint": base_fp, "train_state": state}
-    blob = save(clf.trainable_state(), metadata={"doc": json.dumps(doc, sort_keys=True)})
+    path = Path(path)
+    blob = save(tensors, metadata={"doc": json.dumps(doc, sort_keys=True)})
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "wb") as fh:
         fh.write(blob)
@@ -188,8 +203,8 @@ def read_classifier(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def build_classifier(tensors: dict[str, torch.Tensor], doc: dict, device="cpu", encoder=None, check_base=True):
-    """``(tokenizer, classifier)`` for inference (eval mode, adapter merged into the base) from artefact tensors
-    and document.
+    """The classifier (with its tokenizer) for inference (eval mode, adapter merged into the base) from artefact
+    tensors and document.
 
     Args:
         tensors: the LoRA + head tensors (fp16 allowed; cast to fp32).
@@ -215,26 +230,24 @@ def build_classifier(tensors: dict[str, torch.Tensor], doc: dict, device="cpu", 
                 f"intent classifier was trained on base encoder {doc['base_fingerprint']}, got {fp} ({cfg.bert}); "
                 "install the same encoder or retrain with `python -m crwalker.intent_clf`"
             )
-    clf = IntentClassifier(bert, cfg)
+    clf = IntentClassifier(bert, cfg, tok)
     want = set(clf.trainable_state())
     if set(tensors) != want:
         raise ValueError(f"intent classifier tensors do not match its config: {sorted(set(tensors) ^ want)[:5]} ...")
     clf.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
     clf.bert = clf.bert.merge_and_unload()  # inference only: LoRA folded into the base weights
-    return tok, clf.to(device).eval()
+    return clf.to(device).eval()
 
 
-def load_classifier(path: str | Path, device="cpu"):
-    """``(tokenizer, classifier, doc)`` from an artefact file."""
+def load_classifier(path: str | Path, device="cpu") -> tuple[IntentClassifier, dict]:
+    """``(classifier, doc)`` from an artefact file."""
     tensors, doc = read_classifier(path)
-    tok, clf = build_classifier(tensors, doc, device)
-    return tok, clf, doc
+    return build_classifier(tensors, doc, device), doc
 
 
-def attach_log_probs(examples: Sequence, tok, clf: IntentClassifier, max_length: int, batch_size: int = 128) -> None:
+def attach_log_probs(examples: Sequence, clf: IntentClassifier, batch_size: int = 128) -> None:
     """Set ``intent_clf_logp`` (3 floats) on every example (reads ``pairs`` and ``state``)."""
-    ids = tokenize(tok, [clf_text(e.pairs) for e in examples], max_length)
-    lp = predict_log_probs(clf, ids, [e.state for e in examples], batch_size)
+    lp = clf.log_probs([e.pairs for e in examples], [e.state for e in examples], batch_size)
     for e, row in zip(examples, lp.tolist(), strict=True):
         e.intent_clf_logp = row
 
@@ -267,7 +280,7 @@ def train_classifier(cfg: IntentClfConfig, encoder=None, log=print) -> dict:
         data[split] = build_examples(Path(cfg.labels) / f"{split}.jsonl", dlg, cands, 1, limit)
     tok, bert = encoder if encoder is not None else load_bert(cfg.bert, "cpu")
     base_fp = model_fingerprint(bert, cfg.max_length, "mean")
-    clf = IntentClassifier(bert, cfg).to(device)
+    clf = IntentClassifier(bert, cfg, tok).to(device)
     ids = {s: tokenize(tok, [clf_text(e.pairs) for e in ex], cfg.max_length) for s, ex in data.items()}
     y = torch.as_tensor([e.intent for e in data["train"]], dtype=torch.long)
     yv = np.asarray([e.intent for e in data["valid"]])
@@ -277,7 +290,7 @@ def train_classifier(cfg: IntentClfConfig, encoder=None, log=print) -> dict:
     steps = cfg.epochs * len(bucket_batches(lengths, cfg.batch_size, 0))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
     out = Path(cfg.runs) / cfg.name / ARTEFACT
-    history, best = [], -1.0
+    history, best, best_tensors = [], -1.0, {}
     for epoch in range(1, cfg.epochs + 1):
         clf.train()
         total, n = 0.0, 0
@@ -295,18 +308,12 @@ def train_classifier(cfg: IntentClfConfig, encoder=None, log=print) -> dict:
         acc = float((lp.argmax(-1).numpy() == yv).mean())
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "valid_intent_acc": acc})
         log(f"epoch {epoch}: train loss {total / max(n, 1):.4f}, valid intent accuracy {acc:.4f}")
-        if acc > best:
-            best = acc
+        if acc > best:  # written at once, so a killed run leaves its best epoch so far
+            best, best_tensors = acc, clf.trainable_state()
             state = {"best_epoch": epoch, "best_valid_intent_acc": acc, "history": history}
-            save_classifier(out, clf, cfg, base_fp, state)
+            save_classifier(out, best_tensors, classifier_doc(cfg, base_fp, state))
     state = {**state, "history": history, "minutes": round((time.perf_counter() - t0) / 60, 2)}
-    tensors, doc = read_classifier(out)
-    doc["train_state"] = state
-    from safetensors.torch import save
-
-    with atomic_write(out, "wb") as fh:
-        fh.write(save(tensors, metadata={"doc": json.dumps(doc, sort_keys=True)}))
-    write_json(out.with_suffix(".json"), doc)
+    save_classifier(out, best_tensors, classifier_doc(cfg, base_fp, state))
     return state
 
 

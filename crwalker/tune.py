@@ -199,8 +199,8 @@ def tune(cfg: TuneConfig, encoder=None, log=print) -> dict:
     if cfg.intent_clf:
         from crwalker.intent_clf import attach_log_probs, load_classifier
 
-        ctok, clf, cdoc = load_classifier(cfg.intent_clf, device)
-        attach_log_probs(examples, ctok, clf, cdoc["config"]["max_length"])
+        clf, _ = load_classifier(cfg.intent_clf, device)
+        attach_log_probs(examples, clf)
         clf_lp = np.array([e.intent_clf_logp for e in examples], dtype=np.float64)
         del clf
     off = FUSION_OFF | {"intent_log_prior": [0.0, 0.0, 0.0], "intent_clf_weight": 0.0, "intent_clf": ""}

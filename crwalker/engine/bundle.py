@@ -448,14 +448,13 @@ def load_bundle(folder: str | Path, kg, kg_dir: str | Path, device) -> tuple:
 
 
 def load_intent_clf(folder: str | Path, manifest: dict, device):
-    """``(tokenizer, classifier, max_length)`` of the bundle's intent classifier, or ``None`` if it has none."""
+    """The bundle's intent classifier (:class:`crwalker.intent_clf.IntentClassifier`), or ``None`` if it has none."""
     ent = manifest.get("intent_clf")
     if not ent:
         return None
     from crwalker.intent_clf import build_classifier
 
-    tok, clf = build_classifier(read_sharded(Path(folder), ent["tensors"]), ent["doc"], device)
-    return tok, clf, int(ent["doc"]["config"]["max_length"])
+    return build_classifier(read_sharded(Path(folder), ent["tensors"]), ent["doc"], device)
 
 
 def write_intent_clf(folder: str | Path, manifest: dict, out: str | Path) -> Path | None:
@@ -463,14 +462,9 @@ def write_intent_clf(folder: str | Path, manifest: dict, out: str | Path) -> Pat
     ent = manifest.get("intent_clf")
     if not ent:
         return None
-    from crwalker.intent_clf import ARTEFACT
+    from crwalker.intent_clf import ARTEFACT, save_classifier
 
-    path = Path(out) / ARTEFACT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = save(read_sharded(Path(folder), ent["tensors"]), metadata={"doc": json.dumps(ent["doc"], sort_keys=True)})
-    with atomic_write(path, "wb") as fh:
-        fh.write(blob)
-    return path
+    return save_classifier(Path(out) / ARTEFACT, read_sharded(Path(folder), ent["tensors"]), ent["doc"])
 
 
 def write_walker_checkpoint(folder: str | Path, manifest: dict, kg_dir: str | Path, out: str | Path) -> Path:

@@ -90,8 +90,8 @@ class Engine:
         manifest: Provenance of the loaded weights (bundle manifest or checkpoint paths).
         gen_kwargs: Keyword arguments for ``generator.stream`` (``max_new_tokens``, ``top_p``, ``do_sample``).
         guide: A :class:`~crwalker.policies.guide.MovieGuide` for guided mode (``None``: guided mode is off).
-        intent_clf: ``(tokenizer, classifier, max_length)`` of the fine-tuned intent classifier
-            (:mod:`crwalker.intent_clf`); required when the walker's ``intent_clf_weight`` is set.
+        intent_clf: The fine-tuned :class:`~crwalker.intent_clf.IntentClassifier` (with its tokenizer);
+            required when the walker's ``intent_clf_weight`` is set.
     """
 
     def __init__(
@@ -112,7 +112,7 @@ class Engine:
         if walker.cfg.intent_clf_weight and intent_clf is None:
             raise ValueError(
                 f"the walker late-fuses an intent classifier (intent_clf_weight={walker.cfg.intent_clf_weight}) but "
-                "none was given: load a bundle that contains it or pass intent_clf=(tokenizer, classifier, max_length)"
+                "none was given: load a bundle that contains it or pass intent_clf=<IntentClassifier>"
             )
         self.intent_clf = intent_clf
         # side work of a turn (the intent classifier, the encoding of x_t alone) overlaps the frozen encoder's
@@ -206,8 +206,7 @@ class Engine:
             if model.cfg.intent_clf_weight:
                 from crwalker.intent_clf import load_classifier
 
-                ctok, cmodel, cdoc = load_classifier(model.cfg.intent_clf, dev)
-                clf = (ctok, cmodel, int(cdoc["config"]["max_length"]))
+                clf, _ = load_classifier(model.cfg.intent_clf, dev)
             gen = ActConditionedGenerator.load(generator, device=dev)
             manifest = {"walker": str(walker), "generator": str(generator), "walker_doc": doc.get("train_state", {})}
             feats_json = Path(walker).parent / "features.json"  # written by crwalker.train: encoder fingerprint
@@ -282,10 +281,7 @@ class Engine:
         ``None`` when the walker does not fuse one."""
         if self.intent_clf is None or not self.cfg.intent_clf_weight:
             return None
-        from crwalker.intent_clf import clf_text, predict_log_probs, tokenize
-
-        tok, clf, max_length = self.intent_clf
-        return predict_log_probs(clf, tokenize(tok, [clf_text([pair])], max_length), [list(state)])[0]
+        return self.intent_clf.log_probs([[pair]], [list(state)])[0]
 
     def submit(self, fn, *args) -> Future:
         """Run ``fn(*args)`` on the engine's worker thread; the future gives ``(result, cpu_seconds)``."""

@@ -19,6 +19,7 @@ from crwalker.intent_clf import (
     attach_log_probs,
     bucket_batches,
     build_classifier,
+    classifier_doc,
     clf_text,
     load_classifier,
     make_batch,
@@ -77,13 +78,13 @@ def test_train_then_reload_gives_the_recorded_valid_accuracy(tiny_data, tiny_ber
     assert all(".lora_" in k or k.startswith("head.") for k in tensors) and not any(
         "word_embeddings" in k for k in tensors
     )
-    tok, clf, _ = load_classifier(path)
+    clf, _ = load_classifier(path)
     from kg_build.schema import KnowledgeGraph
 
     cands = CandidateSets(KnowledgeGraph.load(tiny_paths["kg"]))
     dlg = load_dialogues(tiny_data / "redial" / "valid.jsonl")
     exs = build_examples(tiny_data / "labels" / "valid.jsonl", dlg, cands, 1)
-    attach_log_probs(exs, tok, clf, cfg.max_length)
+    attach_log_probs(exs, clf)
     acc = float(np.mean([int(np.argmax(e.intent_clf_logp)) == e.intent for e in exs]))
     assert acc == pytest.approx(state["best_valid_intent_acc"])
     for e in exs:
@@ -136,7 +137,7 @@ def test_tune_chooses_the_weight_and_evaluate_applies_it(tiny_data, tiny_bert, t
         clf.head[3].weight.zero_()
         clf.head[3].bias.copy_(torch.tensor([-5.0, 5.0, -5.0]))
     art = tmp_path / "clf" / "intent_clf.safetensors"
-    save_classifier(art, clf, cfg, fp, {"best_epoch": 0})
+    save_classifier(art, clf.trainable_state(), classifier_doc(cfg, fp, {"best_epoch": 0}))
     assert json.loads(art.with_suffix(".json").read_text())["config"]["bert"] == tiny_bert[2]
     tc = TrainConfig(name="w", runs=str(tmp_path / "runs"), bert="tiny", dim=8, attn_hidden=4, intent_hidden=4)
     train(dataclasses.replace(tc, batch_size=4, epochs=1, **tiny_paths), encoder=tiny_bert[:2], log=QUIET)

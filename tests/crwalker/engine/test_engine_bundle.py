@@ -144,7 +144,7 @@ def test_bundle_carries_the_intent_classifier(
     from transformers import AutoModel
 
     from crwalker.encoders import model_fingerprint
-    from crwalker.intent_clf import IntentClassifier, IntentClfConfig, save_classifier
+    from crwalker.intent_clf import IntentClassifier, IntentClfConfig, classifier_doc, save_classifier
 
     ccfg = IntentClfConfig(bert=tiny_bert[2], lora_r=2, head_hidden=8)
     base = AutoModel.from_pretrained(tiny_bert[2]).eval()
@@ -153,7 +153,8 @@ def test_bundle_carries_the_intent_classifier(
     with torch.no_grad():  # always "chat"
         clf.head[3].weight.zero_()
         clf.head[3].bias.copy_(torch.tensor([-8.0, -8.0, 8.0]))
-    art = save_classifier(tmp_path / "clf" / "intent_clf.safetensors", clf, ccfg, fp, {"best_epoch": 1})
+    doc = classifier_doc(ccfg, fp, {"best_epoch": 1})
+    art = save_classifier(tmp_path / "clf" / "intent_clf.safetensors", clf.trainable_state(), doc)
     w = walker_factory(tiny_linker.kg, tiny_bert[2], seed=3, intent_bias=(4.0, 0.0, 0.0))  # alone: recommend
     w.cfg = dataclasses.replace(w.cfg, intent_clf=str(art), intent_clf_weight=1.0)
     path = tmp_path / "run" / "best.safetensors"
